@@ -1,0 +1,3 @@
+from callsbot.cli import main
+
+raise SystemExit(main())

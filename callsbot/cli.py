@@ -1,0 +1,103 @@
+"""Command line: ``python -m callsbot <command>``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from callsbot import app
+from callsbot.clock import SystemClock
+from callsbot.config import ConfigError, Settings, load_settings
+from callsbot.logs import setup_logging
+from callsbot.metrics import Metrics
+from callsbot.store import StoreError, open_store
+
+EXIT_CONFIG = 2
+DEFAULT_CONFIG = "config.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callsbot", description=__doc__)
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("CALLSBOT_CONFIG"),
+        help="TOML settings file (default: $CALLSBOT_CONFIG, else ./config.toml if present)",
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), help="overrides [log] format")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the roles until SIGINT/SIGTERM")
+    run.add_argument("--role", choices=app.ROLES, default="all")
+
+    sub.add_parser("check", help="config valid, store reachable, heartbeats fresh")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    path = args.config
+    if path is None and os.path.exists(DEFAULT_CONFIG):
+        path = DEFAULT_CONFIG
+    env_file = os.environ.get("CALLSBOT_ENV_FILE", ".env")
+    return load_settings(path, env_file=env_file)
+
+
+def _secrets(settings: Settings) -> list[str]:
+    values = [settings.telegram.api_hash, settings.cielo.api_key, settings.tg_bot.token]
+    if settings.telegram.api_id is not None:
+        values.append(str(settings.telegram.api_id))
+    return [v for v in values if v]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``callsbot`` console script and ``python -m callsbot``."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _load(args)
+    except ConfigError as exc:
+        print(f"callsbot: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(
+        level=settings.log.level,
+        fmt=args.log_format or settings.log.format,
+        secrets=_secrets(settings),
+    )
+    if args.command == "run":
+        return asyncio.run(_run(settings, args.role))
+    if args.command == "check":
+        return asyncio.run(_check(settings))
+    raise AssertionError(args.command)  # argparse rejects unknown commands
+
+
+async def _run(settings: Settings, role: str) -> int:
+    stop = asyncio.Event()
+    app.install_stop_signals(stop)
+    return await app.run(
+        settings, role=role, clock=SystemClock(), metrics=Metrics.create(), stop=stop
+    )
+
+
+async def _check(settings: Settings) -> int:
+    ok = True
+    print("config: ok")
+    async with open_store(settings.store, clock=SystemClock()) as store:
+        try:
+            await store.ping()
+            print(f"store: reachable ({settings.store.url.split('://', 1)[0]}://)")
+        except StoreError as exc:
+            print(f"store: UNREACHABLE — {exc}")
+            return 1
+        limit = settings.consensus.heartbeat_stale_seconds
+        for role in ("aggregator", "scorer"):
+            age = await store.heartbeat_age(role)
+            if age is None:
+                print(f"heartbeat {role}: none")
+                ok = False
+            elif age > limit:
+                print(f"heartbeat {role}: STALE ({age:.0f}s > {limit:.0f}s)")
+                ok = False
+            else:
+                print(f"heartbeat {role}: fresh ({age:.0f}s ago)")
+    return 0 if ok else 1

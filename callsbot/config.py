@@ -1,0 +1,412 @@
+"""Settings: ``config.toml`` + ``CALLSBOT_*`` environment + optional ``.env``, frozen.
+
+Precedence, highest first: the process environment, ``.env``, ``config.toml``, the defaults
+below. Every key of section ``[sect]`` named ``key`` can be set from the environment as
+``CALLSBOT_SECT_KEY``. Secrets (``secret=True`` fields) may come only from the environment or
+``.env``; a secret written into ``config.toml`` is a configuration error.
+
+Errors name the key (``store.window_seconds: expected an integer, got 'x'``) and the CLI turns
+them into exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+from dotenv import dotenv_values
+
+ENV_PREFIX = "CALLSBOT_"
+#: Environment variables that steer loading itself rather than naming a setting.
+META_ENV = frozenset({"CALLSBOT_CONFIG", "CALLSBOT_ENV_FILE"})
+STORE_SCHEMES = ("memory", "redis", "rediss")
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or of the wrong type.
+
+    Attributes:
+        key: dotted name of the offending setting (``section.key``), or an env var name.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _check(predicate: Callable[[Any], bool], problem: str) -> Validator:
+    def validate(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and not predicate(value):
+            raise ValueError(f"{problem}, got {value!r}")
+
+    return validate
+
+
+positive = _check(lambda v: v > 0, "must be > 0")
+non_negative = _check(lambda v: v >= 0, "must be >= 0")
+
+
+def one_of(*choices: str) -> Validator:
+    return _check(lambda v: v in choices, f"must be one of {', '.join(choices)}")
+
+
+def _store_url(_inst: Any, _attr: attrs.Attribute[Any], value: str) -> None:
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in STORE_SCHEMES:
+        known = ", ".join(f"{s}://" for s in STORE_SCHEMES)
+        raise ValueError(f"unknown store scheme in {value!r}; known: {known}")
+
+
+def setting(
+    default: Any = attrs.NOTHING,
+    *,
+    validator: Validator | None = None,
+    secret: bool = False,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """Declare one setting (an attrs field with our metadata)."""
+    if factory is not None:
+        default = attrs.Factory(factory)
+    return attrs.field(
+        default=default,
+        validator=validator,
+        repr=not secret,
+        metadata={"secret": secret},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Sections. Each class is one ``[section]`` of config.toml; config.toml documents every key.
+
+
+@attrs.frozen
+class StoreSettings:
+    url: str = setting("memory://", validator=_store_url)
+    window_seconds: int = setting(3600, validator=positive)
+    connect_timeout: float = setting(2.0, validator=positive)
+    socket_timeout: float = setting(2.0, validator=positive)
+    retries: int = setting(3, validator=non_negative)
+    health_check_interval: int = setting(15, validator=non_negative)
+    heartbeat_interval: float = setting(5.0, validator=positive)
+
+
+@attrs.frozen
+class Tier:
+    """``min_groups`` or more distinct groups in the window give ``points``."""
+
+    min_groups: int = setting(validator=non_negative)
+    points: int = setting()
+
+
+def _default_tiers() -> tuple[Tier, ...]:
+    return (Tier(3, 2), Tier(2, 1), Tier(1, 0), Tier(0, -1))
+
+
+def _tiers_cover_zero(_inst: Any, _attr: attrs.Attribute[Any], value: tuple[Tier, ...]) -> None:
+    if not any(t.min_groups == 0 for t in value):
+        raise ValueError("needs a tier with min_groups = 0 (the solo-signal tier)")
+
+
+@attrs.frozen
+class ConsensusSettings:
+    tiers: tuple[Tier, ...] = setting(factory=_default_tiers, validator=_tiers_cover_zero)
+    heartbeat_stale_seconds: float = setting(30.0, validator=positive)
+
+
+@attrs.frozen
+class TelegramSettings:
+    api_id: int | None = setting(None, secret=True)
+    api_hash: str | None = setting(None, secret=True)
+    session: str = setting("callsbot.session")
+    groups: tuple[str, ...] = setting(factory=tuple)
+    skip_forwards: bool = setting(False)
+    skip_own: bool = setting(True)
+    resolve_retry_seconds: float = setting(300.0, validator=positive)
+    queue_size: int = setting(1000, validator=positive)
+    workers: int = setting(4, validator=positive)
+    buffer_size: int = setting(10000, validator=positive)
+    catch_up: bool = setting(True)
+    seen_ttl_seconds: int = setting(7200, validator=positive)
+
+
+@attrs.frozen
+class ExtractionSettings:
+    max_addresses: int = setting(20, validator=positive)
+
+
+@attrs.frozen
+class DexScreenerSettings:
+    url: str = setting("https://api.dexscreener.com")
+    requests_per_minute: int = setting(250, validator=positive)
+    timeout_seconds: float = setting(10.0, validator=positive)
+    positive_ttl_seconds: float = setting(600.0, validator=non_negative)
+    negative_ttl_seconds: float = setting(120.0, validator=non_negative)
+    max_attempts: int = setting(3, validator=positive)
+    batch_size: int = setting(30, validator=_check(lambda v: 1 <= v <= 30, "must be 1..30"))
+
+
+@attrs.frozen
+class MarketSettings:
+    min_liquidity_usd: float = setting(10_000.0, validator=non_negative)
+    min_volume_h24_usd: float = setting(5_000.0, validator=non_negative)
+
+
+@attrs.frozen
+class CieloSettings:
+    url: str = setting("https://feed-api.cielo.finance")
+    api_key: str | None = setting(None, secret=True)
+    poll_seconds: float = setting(30.0, validator=positive)
+    limit: int = setting(100, validator=_check(lambda v: 1 <= v <= 100, "must be 1..100"))
+    chains: tuple[str, ...] = setting(factory=lambda: ("solana",))
+    tx_types: tuple[str, ...] = setting(factory=lambda: ("swap",))
+    min_usd: float = setting(0.0, validator=non_negative)
+    list_id: int | None = setting(None)
+    new_trades: bool | None = setting(None)
+    max_pages: int = setting(3, validator=positive)
+    seen_ttl_seconds: int = setting(86400, validator=positive)
+    timeout_seconds: float = setting(15.0, validator=positive)
+    max_attempts: int = setting(3, validator=positive)
+
+
+@attrs.frozen
+class ScoringSettings:
+    alert_threshold: float = setting(7.0)
+    cooldown_seconds: int = setting(3600, validator=positive)
+    watch_tick_seconds: float = setting(30.0, validator=positive)
+
+
+@attrs.frozen
+class TgBotSettings:
+    token: str | None = setting(None, secret=True)
+    api_url: str = setting("https://api.telegram.org")
+    chat_id: str | None = setting(None)
+    messages_per_minute: int = setting(20, validator=positive)
+    timeout_seconds: float = setting(10.0, validator=positive)
+
+
+@attrs.frozen
+class AlertsSettings:
+    jsonl_path: str | None = setting("alerts.jsonl")
+    log: bool = setting(True)
+
+
+@attrs.frozen
+class WebSettings:
+    enabled: bool = setting(True)
+    host: str = setting("127.0.0.1")
+    port: int = setting(9108, validator=_check(lambda v: 0 <= v <= 65535, "must be a port"))
+
+
+@attrs.frozen
+class LogSettings:
+    level: str = setting("INFO", validator=one_of("DEBUG", "INFO", "WARNING", "ERROR"))
+    format: str = setting("text", validator=one_of("text", "json"))
+
+
+@attrs.frozen
+class Settings:
+    """All settings; built by :func:`load_settings`, passed down explicitly."""
+
+    store: StoreSettings = attrs.field(factory=StoreSettings)
+    consensus: ConsensusSettings = attrs.field(factory=ConsensusSettings)
+    telegram: TelegramSettings = attrs.field(factory=TelegramSettings)
+    extraction: ExtractionSettings = attrs.field(factory=ExtractionSettings)
+    dexscreener: DexScreenerSettings = attrs.field(factory=DexScreenerSettings)
+    market: MarketSettings = attrs.field(factory=MarketSettings)
+    cielo: CieloSettings = attrs.field(factory=CieloSettings)
+    scoring: ScoringSettings = attrs.field(factory=ScoringSettings)
+    tg_bot: TgBotSettings = attrs.field(factory=TgBotSettings)
+    alerts: AlertsSettings = attrs.field(factory=AlertsSettings)
+    web: WebSettings = attrs.field(factory=WebSettings)
+    log: LogSettings = attrs.field(factory=LogSettings)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading.
+
+T = TypeVar("T")
+
+
+def _type_name(tp: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(key: str, tp: Any, value: Any, *, from_env: bool) -> Any:
+    """Turn a TOML value (or an environment string) into ``tp`` or raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if from_env and value == "":
+            return None
+        return _coerce(key, args[0], value, from_env=from_env)
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if from_env and isinstance(value, str):
+            value = json.loads(value) if value.lstrip().startswith("[") else _split(value)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(key, f"expected a list, got {value!r}")
+        return tuple(
+            _coerce(f"{key}[{i}]", item_tp, v, from_env=False) for i, v in enumerate(value)
+        )
+    if attrs.has(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"expected a table, got {value!r}")
+        return _build(key, tp, value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.lower() in _BOOLS:
+            return _BOOLS[value.lower()]
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if from_env and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str and isinstance(value, str):
+        return value
+    raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
+
+
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOLS |= {"0": False, "false": False, "no": False, "off": False}
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _build(prefix: str, cls: type[T], raw: Mapping[str, Any], *, from_env: bool = False) -> T:
+    """Build attrs class ``cls`` from ``raw``, naming ``prefix.key`` in every error."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in attrs.fields(typing.cast(Any, cls))}
+    for name in raw:
+        if name not in fields:
+            raise ConfigError(f"{prefix}.{name}", f"unknown key (known: {', '.join(fields)})")
+    kwargs: dict[str, Any] = {}
+    for name, field in fields.items():
+        key = f"{prefix}.{name}"
+        if name not in raw:
+            if field.default is attrs.NOTHING:
+                raise ConfigError(key, "missing required value")
+            continue
+        value = _coerce(key, hints[name], raw[name], from_env=from_env)
+        if field.validator is not None:
+            try:
+                field.validator(None, field, value)
+            except ValueError as exc:
+                raise ConfigError(key, str(exc)) from None
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def env_name(section: str, key: str) -> str:
+    """The environment variable that overrides ``[section] key``."""
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    env_file: str | os.PathLike[str] | None = ".env",
+) -> Settings:
+    """Load settings from ``path``, a ``.env`` file and the environment.
+
+    Args:
+        path: the TOML file; ``None`` means defaults only. A path that does not exist is an error.
+        environ: the environment to read (``os.environ`` when ``None``).
+        env_file: an optional dotenv file; a missing file is fine.
+
+    Raises:
+        ConfigError: naming the first bad key.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    merged_env: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        merged_env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged_env.update(environ)
+
+    file_data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                file_data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("config", f"file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+
+    sections = {f.name: f for f in attrs.fields(Settings)}
+    for name, value in file_data.items():
+        if name not in sections:
+            raise ConfigError(name, f"unknown section (known: {', '.join(sections)})")
+        if not isinstance(value, dict):
+            raise ConfigError(name, "expected a [section] table")
+
+    known_env: set[str] = set(META_ENV)
+    built: dict[str, Any] = {}
+    hints = typing.get_type_hints(Settings)
+    for sname in sections:
+        cls = hints[sname]
+        raw: dict[str, Any] = dict(file_data.get(sname, {}))
+        for field in attrs.fields(cls):
+            key = f"{sname}.{field.name}"
+            if field.metadata.get("secret") and field.name in raw:
+                var = env_name(sname, field.name)
+                raise ConfigError(key, f"is a secret: set {var} in the environment or .env")
+        built_file = _build(sname, cls, raw)
+        overrides: dict[str, Any] = {}
+        for field in attrs.fields(cls):
+            var = env_name(sname, field.name)
+            known_env.add(var)
+            if var in merged_env:
+                overrides[field.name] = merged_env[var]
+        if overrides:
+            try:
+                env_part = _build(sname, cls, overrides | {}, from_env=True)
+            except ConfigError as exc:
+                var = env_name(*exc.key.split("[")[0].split(".", 1))
+                raise ConfigError(var, exc.problem) from None
+            built_file = attrs.evolve(built_file, **{k: getattr(env_part, k) for k in overrides})
+        built[sname] = built_file
+
+    for var in merged_env:
+        if var.startswith(ENV_PREFIX) and var not in known_env:
+            raise ConfigError(var, "unknown setting in the environment")
+    return Settings(**built)
+
+
+def missing_for_role(settings: Settings, role: str) -> list[str]:
+    """Environment variables that ``role`` needs but that are unset."""
+    missing: list[str] = []
+    if role in ("all", "aggregator"):
+        if settings.telegram.api_id is None:
+            missing.append(env_name("telegram", "api_id"))
+        if not settings.telegram.api_hash:
+            missing.append(env_name("telegram", "api_hash"))
+    if role in ("all", "scorer") and not settings.cielo.api_key:
+        missing.append(env_name("cielo", "api_key"))
+    return missing

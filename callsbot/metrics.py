@@ -1,0 +1,98 @@
+"""Prometheus metrics, one registry per process, passed down explicitly.
+
+No metric carries a token address as a label: label values are small fixed sets (reasons,
+outcomes, roles, sinks), so the series count stays bounded however many tokens are seen.
+"""
+
+from __future__ import annotations
+
+import attrs
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+def _counter(registry: CollectorRegistry, name: str, doc: str, *labels: str) -> Counter:
+    return Counter(name, doc, labels, registry=registry)
+
+
+def _gauge(registry: CollectorRegistry, name: str, doc: str, *labels: str) -> Gauge:
+    return Gauge(name, doc, labels, registry=registry)
+
+
+@attrs.define
+class Metrics:
+    """Every metric callsbot exports. Build one per process with :meth:`create`."""
+
+    registry: CollectorRegistry
+    messages_seen: Counter
+    mentions_recorded: Counter
+    mentions_rejected: Counter
+    extraction_dropped: Counter
+    market_requests: Counter
+    market_cache: Counter
+    feed_items: Counter
+    feed_polls: Counter
+    alerts: Counter
+    store_errors: Counter
+    queue_depth: Gauge
+    heartbeat_age: Gauge
+    buffer_size: Gauge
+    buffer_overflow: Counter
+    loop_restarts: Counter
+    groups_resolved: Gauge
+    pipeline_latency: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        """Create all metrics in ``registry`` (a fresh one when ``None``)."""
+        r = registry if registry is not None else CollectorRegistry()
+        return cls(
+            registry=r,
+            messages_seen=_counter(r, "callsbot_messages_seen", "Telegram messages seen", "source"),
+            mentions_recorded=_counter(
+                r, "callsbot_mentions_recorded", "Mentions written to the store", "kind"
+            ),
+            mentions_rejected=_counter(
+                r, "callsbot_mentions_rejected", "Addresses not recorded, by reason", "reason"
+            ),
+            extraction_dropped=_counter(
+                r, "callsbot_extraction_dropped", "Addresses beyond the per-message cap"
+            ),
+            market_requests=_counter(
+                r, "callsbot_market_requests", "Market-data HTTP requests by outcome", "outcome"
+            ),
+            market_cache=_counter(
+                r, "callsbot_market_cache", "Market-data cache lookups by result", "result"
+            ),
+            feed_items=_counter(r, "callsbot_feed_items", "Cielo feed items by outcome", "outcome"),
+            feed_polls=_counter(r, "callsbot_feed_polls", "Cielo polls by outcome", "outcome"),
+            alerts=_counter(
+                r, "callsbot_alerts", "Alerts delivered, by sink and outcome", "sink", "outcome"
+            ),
+            store_errors=_counter(r, "callsbot_store_errors", "Store operations that failed", "op"),
+            queue_depth=_gauge(r, "callsbot_queue_depth", "Messages waiting for a worker"),
+            heartbeat_age=_gauge(
+                r, "callsbot_heartbeat_age_seconds", "Age of a role's last heartbeat", "role"
+            ),
+            buffer_size=_gauge(
+                r, "callsbot_buffer_size", "Mentions buffered while the store is down"
+            ),
+            buffer_overflow=_counter(
+                r, "callsbot_buffer_overflow", "Mentions lost because the buffer was full"
+            ),
+            loop_restarts=_counter(
+                r, "callsbot_loop_restarts", "Supervised loops restarted after a crash", "loop"
+            ),
+            groups_resolved=_gauge(
+                r, "callsbot_groups_resolved", "Configured groups by resolution state", "state"
+            ),
+            pipeline_latency=Histogram(
+                "callsbot_pipeline_seconds",
+                "Handler entry to recorded mention",
+                registry=r,
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+            ),
+        )
+
+    def render(self) -> bytes:
+        """Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,181 @@
+"""The storage contract shared by every backend.
+
+A *mention* is (token, group, ts): group ``group`` called ``token`` in a message dated ``ts``
+(unix seconds, Telegram's server clock). Per token a group counts once; the window slides on
+the mention timestamps: a mention counts while ``now - ts < window``.
+
+Every method either answers truthfully or raises :class:`StoreError`. No method answers 0,
+``False`` or an empty result for "could not ask": the scorer must be able to tell "no group
+called this" (a −1 solo penalty) from "the store is away" (a degraded 0).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+from callsbot.clock import Clock, unix_seconds
+
+
+class StoreError(Exception):
+    """The store could not be asked (unreachable, timed out, or answered with an error)."""
+
+
+class SignalStore(abc.ABC):
+    """Abstract signal store.
+
+    Args:
+        window: sliding-window length in seconds.
+        clock: where "now" comes from.
+    """
+
+    def __init__(self, *, window: int, clock: Clock) -> None:
+        if window <= 0:
+            raise ValueError("window must be > 0")
+        self.window = window
+        self.clock = clock
+
+    def now(self) -> int:
+        """The store's idea of now, integer unix seconds."""
+        return unix_seconds(self.clock)
+
+    def _clamp(self, ts: float) -> int:
+        return min(int(ts), self.now())
+
+    # -- mentions ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def record(self, token: str, group: str, ts: float) -> int:
+        """Record that ``group`` called ``token`` in a message dated ``ts``.
+
+        ``ts`` later than now is clamped to now. If the group already called the token, its
+        timestamp moves forward (never backward). Members that have left the window are removed.
+        A mention already outside the window is not counted. One round trip to a remote store.
+
+        Returns:
+            The number of distinct groups that called ``token`` within the window, after the write.
+
+        Raises:
+            StoreError: the write may not have happened.
+        """
+
+    @abc.abstractmethod
+    async def groups(self, token: str) -> dict[str, int]:
+        """Groups that called ``token`` within the window, mapped to their latest timestamp.
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    @abc.abstractmethod
+    async def counts(self, tokens: Sequence[str]) -> dict[str, int]:
+        """Distinct-group counts in the window for many tokens, in one round trip.
+
+        Returns:
+            A count for every requested token (0 for a token nobody called).
+
+        Raises:
+            StoreError: could not ask; never a partial or all-zero answer instead.
+        """
+
+    @abc.abstractmethod
+    async def active_tokens(self) -> list[str]:
+        """Tokens with at least one mention in the window, most recently mentioned first.
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    async def snapshot(self) -> dict[str, dict[str, int]]:
+        """Every active token with its groups and their timestamps.
+
+        Raises:
+            StoreError: could not ask.
+        """
+        result: dict[str, dict[str, int]] = {}
+        for token in await self.active_tokens():
+            members = await self.groups(token)
+            if members:
+                result[token] = members
+        return result
+
+    # -- liveness ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def beat(self, role: str, ttl: float) -> None:
+        """Record that ``role`` is alive now; the beat vanishes after ``ttl`` seconds.
+
+        Raises:
+            StoreError: the beat was not written.
+        """
+
+    @abc.abstractmethod
+    async def heartbeat_age(self, role: str) -> float | None:
+        """Seconds since ``role``'s last beat, or ``None`` when there is no live beat.
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    # -- idempotency and cursors ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim(self, key: str, ttl: int) -> bool:
+        """Atomically claim ``key`` for ``ttl`` seconds: first caller wins.
+
+        Returns:
+            ``True`` for exactly one caller until the claim expires, ``False`` for the others.
+
+        Raises:
+            StoreError: could not ask (the caller must not assume either answer).
+        """
+
+    @abc.abstractmethod
+    async def release(self, key: str) -> None:
+        """Drop a claim so the work it guarded can be retried (e.g. a delivery that failed).
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    @abc.abstractmethod
+    async def advance_cursor(self, name: str, value: int) -> int:
+        """Set cursor ``name`` to ``max(current, value)`` and return the result.
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    @abc.abstractmethod
+    async def get_cursor(self, name: str) -> int | None:
+        """The cursor's value, or ``None`` if it was never set.
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Return when the store answers.
+
+        Raises:
+            StoreError: it does not.
+        """
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections. Safe to call twice."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

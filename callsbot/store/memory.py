@@ -1,0 +1,104 @@
+"""In-process store: tests, the demo and the single-process default."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from callsbot.clock import Clock
+from callsbot.store.base import SignalStore
+
+#: Sweep expired tokens out of memory after this many writes, so tokens that are never
+#: mentioned again do not accumulate for ever.
+_SWEEP_EVERY = 4096
+
+
+class MemoryStore(SignalStore):
+    """A :class:`SignalStore` held in dictionaries of this process.
+
+    Single event loop only; every method completes without yielding, so each is atomic.
+    """
+
+    def __init__(self, *, window: int, clock: Clock) -> None:
+        super().__init__(window=window, clock=clock)
+        self._tokens: dict[str, dict[str, int]] = {}
+        self._beats: dict[str, tuple[int, float]] = {}
+        self._claims: dict[str, float] = {}
+        self._cursors: dict[str, int] = {}
+        self._writes = 0
+
+    def _live(self, token: str, cutoff: int) -> dict[str, int]:
+        members = self._tokens.get(token)
+        if not members:
+            return {}
+        return {g: ts for g, ts in members.items() if ts > cutoff}
+
+    async def record(self, token: str, group: str, ts: float) -> int:
+        now = self.now()
+        cutoff = now - self.window
+        stamp = min(int(ts), now)
+        members = self._tokens.setdefault(token, {})
+        if stamp > members.get(group, cutoff):
+            members[group] = stamp
+        for g in [g for g, t in members.items() if t <= cutoff]:
+            del members[g]
+        if not members:
+            del self._tokens[token]
+        self._writes += 1
+        if self._writes % _SWEEP_EVERY == 0:
+            self._sweep(cutoff)
+        return len(members)
+
+    def _sweep(self, cutoff: int) -> None:
+        for token in [t for t, m in self._tokens.items() if max(m.values()) <= cutoff]:
+            del self._tokens[token]
+
+    async def groups(self, token: str) -> dict[str, int]:
+        return self._live(token, self.now() - self.window)
+
+    async def counts(self, tokens: Sequence[str]) -> dict[str, int]:
+        cutoff = self.now() - self.window
+        result: dict[str, int] = {}
+        for token in tokens:
+            members = self._tokens.get(token)
+            result[token] = sum(1 for ts in members.values() if ts > cutoff) if members else 0
+        return result
+
+    async def active_tokens(self) -> list[str]:
+        cutoff = self.now() - self.window
+        latest = {t: max(m.values()) for t, m in self._tokens.items() if m}
+        return sorted((t for t, ts in latest.items() if ts > cutoff), key=lambda t: -latest[t])
+
+    async def beat(self, role: str, ttl: float) -> None:
+        now = self.clock.time()
+        self._beats[role] = (int(now), now + ttl)
+
+    async def heartbeat_age(self, role: str) -> float | None:
+        entry = self._beats.get(role)
+        now = self.clock.time()
+        if entry is None or entry[1] <= now:
+            return None
+        return max(0.0, now - entry[0])
+
+    async def claim(self, key: str, ttl: int) -> bool:
+        now = self.clock.time()
+        expires = self._claims.get(key)
+        if expires is not None and expires > now:
+            return False
+        if len(self._claims) > _SWEEP_EVERY:
+            self._claims = {k: e for k, e in self._claims.items() if e > now}
+        self._claims[key] = now + ttl
+        return True
+
+    async def release(self, key: str) -> None:
+        self._claims.pop(key, None)
+
+    async def advance_cursor(self, name: str, value: int) -> int:
+        current = max(self._cursors.get(name, value), value)
+        self._cursors[name] = current
+        return current
+
+    async def get_cursor(self, name: str) -> int | None:
+        return self._cursors.get(name)
+
+    async def ping(self) -> None:
+        return None

@@ -1,0 +1,46 @@
+"""Session fixtures: a real redis-server on a free port, an injectable clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from callsbot.clock import FakeClock
+from callsbot.store.redis import RedisStore, build_client
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the whole session (tests that kill it use their own)."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of the session's redis-server, emptied before each test."""
+    redis_server.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_700_000_000.0)
+
+
+def make_redis_store(url: str, clock: FakeClock, *, window: int = 3600) -> RedisStore:
+    client = build_client(
+        url, connect_timeout=1.0, socket_timeout=1.0, retries=2, health_check_interval=0
+    )
+    return RedisStore(client, window=window, clock=clock)
+
+
+@pytest.fixture
+async def redis_store(redis_url: str, clock: FakeClock) -> AsyncIterator[RedisStore]:
+    store = make_redis_store(redis_url, clock)
+    yield store
+    await store.aclose()

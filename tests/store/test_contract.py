@@ -1,0 +1,150 @@
+"""One contract, every backend: the same tests run against MemoryStore and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from callsbot.clock import FakeClock
+from callsbot.store.base import SignalStore
+from callsbot.store.memory import MemoryStore
+from tests.conftest import make_redis_store
+
+WINDOW = 3600
+T0 = 1_700_000_000
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[SignalStore]:
+    if request.param == "memory":
+        s: SignalStore = MemoryStore(window=WINDOW, clock=clock)
+    else:
+        s = make_redis_store(request.getfixturevalue("redis_url"), clock, window=WINDOW)
+    async with s:
+        yield s
+
+
+class TestSignalStoreContract:
+    async def test_first_mention_counts_one(self, store: SignalStore) -> None:
+        assert await store.record("TokA", "@g1", T0) == 1
+        assert await store.groups("TokA") == {"@g1": T0}
+
+    async def test_group_counts_once_and_moves_forward(
+        self, store: SignalStore, clock: FakeClock
+    ) -> None:
+        await store.record("TokA", "@g1", T0 - 100)
+        assert await store.record("TokA", "@g1", T0 - 10) == 1
+        assert await store.groups("TokA") == {"@g1": T0 - 10}
+        # An older repeat (e.g. catch-up) never moves the timestamp backward.
+        assert await store.record("TokA", "@g1", T0 - 50) == 1
+        assert await store.groups("TokA") == {"@g1": T0 - 10}
+
+    async def test_distinct_groups_add_up(self, store: SignalStore) -> None:
+        assert await store.record("TokA", "@g1", T0) == 1
+        assert await store.record("TokA", "@g2", T0) == 2
+        assert await store.record("TokA", "-100123", T0) == 3
+        assert await store.record("TokB", "@g1", T0) == 1
+
+    @pytest.mark.parametrize(
+        ("age", "counted"), [(WINDOW - 1, True), (WINDOW, False), (WINDOW + 1, False), (0, True)]
+    )
+    async def test_window_boundary_on_read(
+        self, store: SignalStore, clock: FakeClock, age: int, counted: bool
+    ) -> None:
+        await store.record("TokA", "@g1", T0)
+        clock.advance(age)
+        assert await store.counts(["TokA"]) == {"TokA": int(counted)}
+        assert (await store.groups("TokA") != {}) is counted
+        assert (await store.active_tokens() == ["TokA"]) is counted
+
+    @pytest.mark.parametrize(("age", "counted"), [(WINDOW - 1, True), (WINDOW + 1, False)])
+    async def test_window_boundary_on_write(
+        self, store: SignalStore, age: int, counted: bool
+    ) -> None:
+        assert await store.record("TokA", "@old", T0 - age) == int(counted)
+        assert await store.record("TokA", "@new", T0) == 1 + int(counted)
+
+    async def test_expired_members_are_trimmed_on_write(
+        self, store: SignalStore, clock: FakeClock
+    ) -> None:
+        await store.record("TokA", "@g1", T0)
+        await store.record("TokA", "@g2", T0)
+        clock.advance(WINDOW + 5)
+        assert await store.record("TokA", "@g3", clock.time()) == 1
+        assert await store.groups("TokA") == {"@g3": T0 + WINDOW + 5}
+
+    async def test_future_timestamps_are_clamped_to_now(self, store: SignalStore) -> None:
+        assert await store.record("TokA", "@g1", T0 + 10_000) == 1
+        assert await store.groups("TokA") == {"@g1": T0}
+
+    async def test_token_with_many_groups(self, store: SignalStore) -> None:
+        for i in range(200):
+            await store.record("TokA", f"@group{i}", T0 - i)
+        assert await store.counts(["TokA"]) == {"TokA": 200}
+        assert len(await store.groups("TokA")) == 200
+
+    async def test_counts_over_a_thousand_tokens(self, store: SignalStore) -> None:
+        tokens = [f"Tok{i:04d}" for i in range(1000)]
+        for i, token in enumerate(tokens):
+            for g in range(i % 4):
+                await store.record(token, f"@g{g}", T0)
+        counts = await store.counts([*tokens, "NeverSeen"])
+        assert counts == {**{t: i % 4 for i, t in enumerate(tokens)}, "NeverSeen": 0}
+
+    async def test_counts_of_nothing(self, store: SignalStore) -> None:
+        assert await store.counts([]) == {}
+
+    async def test_active_tokens_most_recent_first(
+        self, store: SignalStore, clock: FakeClock
+    ) -> None:
+        await store.record("Old", "@g1", T0 - 100)
+        await store.record("New", "@g1", T0 - 1)
+        await store.record("Mid", "@g2", T0 - 50)
+        assert await store.active_tokens() == ["New", "Mid", "Old"]
+        assert await store.snapshot() == {
+            "New": {"@g1": T0 - 1},
+            "Mid": {"@g2": T0 - 50},
+            "Old": {"@g1": T0 - 100},
+        }
+
+    async def test_claim_raced_by_fifty_tasks_has_one_winner(self, store: SignalStore) -> None:
+        results = await asyncio.gather(*(store.claim("alert:TokA", 60) for _ in range(50)))
+        assert results.count(True) == 1
+
+    async def test_claim_expires_and_can_be_released(
+        self, store: SignalStore, clock: FakeClock
+    ) -> None:
+        assert await store.claim("k", 60) is True
+        assert await store.claim("k", 60) is False
+        await store.release("k")
+        assert await store.claim("k", 60) is True
+        if isinstance(store, MemoryStore):
+            clock.advance(61)
+            assert await store.claim("k", 60) is True
+
+    async def test_concurrent_writers(self, store: SignalStore) -> None:
+        groups = [f"@g{i}" for i in range(20)]
+        tokens = [f"Tok{i}" for i in range(25)]
+        results = await asyncio.gather(*(store.record(t, g, T0) for t in tokens for g in groups))
+        assert max(results) == 20
+        assert all(1 <= r <= 20 for r in results)
+        assert await store.counts(tokens) == {t: 20 for t in tokens}
+
+    async def test_heartbeat(self, store: SignalStore, clock: FakeClock) -> None:
+        assert await store.heartbeat_age("aggregator") is None
+        await store.beat("aggregator", ttl=15)
+        clock.advance(4)
+        assert await store.heartbeat_age("aggregator") == pytest.approx(4.0)
+        assert await store.heartbeat_age("scorer") is None
+
+    async def test_cursor_only_moves_forward(self, store: SignalStore) -> None:
+        assert await store.get_cursor("msg:-1001") is None
+        assert await store.advance_cursor("msg:-1001", 50) == 50
+        assert await store.advance_cursor("msg:-1001", 40) == 50
+        assert await store.advance_cursor("msg:-1001", 70) == 70
+        assert await store.get_cursor("msg:-1001") == 70
+
+    async def test_ping(self, store: SignalStore) -> None:
+        await store.ping()

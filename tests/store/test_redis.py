@@ -1,0 +1,118 @@
+"""What only the Redis backend has: the key layout, TTLs, other processes, outages."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from callsbot.clock import FakeClock
+from callsbot.config import StoreSettings
+from callsbot.store import StoreError, open_store
+from callsbot.store.redis import RedisStore
+from tests.conftest import make_redis_store
+from tests.redis_server import RedisServer, free_port
+
+T0 = 1_700_000_000
+
+
+async def test_token_key_is_the_deployed_layout(redis_store: RedisStore, redis_url: str) -> None:
+    await redis_store.record("Mint111", "@alpha", T0 - 5)
+    await redis_store.record("Mint111", "-1001234", T0)
+    raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert await raw.type("signal_aggregator:token:Mint111") == "zset"
+        assert await raw.zrange("signal_aggregator:token:Mint111", 0, -1, withscores=True) == [
+            ("@alpha", T0 - 5),
+            ("-1001234", T0),
+        ]
+        ttl = await raw.ttl("signal_aggregator:token:Mint111")
+        assert 3590 < ttl <= 3600
+        assert await raw.zscore("signal_aggregator:active", "Mint111") == T0
+    finally:
+        await raw.aclose()
+
+
+async def test_heartbeat_claim_and_cursor_keys(redis_store: RedisStore, redis_url: str) -> None:
+    await redis_store.beat("aggregator", ttl=15)
+    await redis_store.claim("alert:Mint111", 600)
+    await redis_store.advance_cursor("msg:-100", 7)
+    raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert await raw.get("signal_aggregator:heartbeat:aggregator") == str(T0)
+        assert 0 < await raw.ttl("signal_aggregator:heartbeat:aggregator") <= 15
+        assert 590 < await raw.ttl("signal_aggregator:claim:alert:Mint111") <= 600
+        assert await raw.hget("signal_aggregator:cursors", "msg:-100") == "7"
+    finally:
+        await raw.aclose()
+
+
+async def test_two_connections_see_each_others_writes(redis_url: str, clock: FakeClock) -> None:
+    # Two stores with their own clients stand in for the aggregator and scorer processes.
+    async with (
+        make_redis_store(redis_url, clock) as aggregator,
+        make_redis_store(redis_url, clock) as scorer,
+    ):
+        await aggregator.record("Mint111", "@a", T0)
+        await aggregator.record("Mint111", "@b", T0)
+        await aggregator.beat("aggregator", ttl=15)
+        assert await scorer.counts(["Mint111"]) == {"Mint111": 2}
+        assert await scorer.heartbeat_age("aggregator") == 0
+        assert await scorer.claim("alert:Mint111", 60) is True
+        assert await aggregator.claim("alert:Mint111", 60) is False
+
+
+async def test_unreachable_redis_raises_never_answers_zero(clock: FakeClock) -> None:
+    store = make_redis_store(f"redis://127.0.0.1:{free_port()}/0", clock)
+    async with store:
+        for call in (
+            store.record("Mint111", "@a", T0),
+            store.counts(["Mint111"]),
+            store.groups("Mint111"),
+            store.active_tokens(),
+            store.heartbeat_age("aggregator"),
+            store.claim("k", 5),
+            store.ping(),
+        ):
+            with pytest.raises(StoreError):
+                await call
+
+
+async def test_killed_server_then_back_on_the_same_port(clock: FakeClock) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        async with make_redis_store(server.url, clock) as store:
+            assert await store.record("Mint111", "@a", T0) == 1
+            server.stop()
+            with pytest.raises(StoreError):
+                await store.record("Mint111", "@b", T0)
+            with pytest.raises(StoreError):
+                await store.counts(["Mint111"])
+            server.start()  # a new, empty server on the same port
+            assert await store.record("Mint111", "@b", T0) == 1
+            assert await store.counts(["Mint111"]) == {"Mint111": 1}
+    finally:
+        server.stop()
+
+
+async def test_concurrent_records_share_round_trips(redis_store: RedisStore) -> None:
+    calls = 0
+    original = redis_store._write
+
+    async def counting(batch):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        return await original(batch)
+
+    redis_store._write = counting  # type: ignore[method-assign]
+    results = await asyncio.gather(*(redis_store.record(f"T{i}", "@g", T0) for i in range(300)))
+    assert results == [1] * 300
+    assert calls < 10
+
+
+def test_open_store_picks_backend_by_scheme(clock: FakeClock) -> None:
+    assert type(open_store(StoreSettings(url="memory://"), clock=clock)).__name__ == "MemoryStore"
+    redis_store = open_store(StoreSettings(url="redis://127.0.0.1:1/0"), clock=clock)
+    assert isinstance(redis_store, RedisStore)

@@ -1,0 +1,44 @@
+"""The CLI as a user runs it: a real subprocess, real signals, a real redis-server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)} | extra
+
+
+def test_check_reports_store_and_missing_heartbeats(tmp_path: Path, redis_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "callsbot", "check"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env=_env(tmp_path, CALLSBOT_STORE_URL=redis_url),
+    )
+    assert result.returncode == 1
+    assert "store: reachable (redis://)" in result.stdout
+    assert "heartbeat aggregator: none" in result.stdout
+
+
+def test_check_with_dead_store_exits_1(tmp_path: Path) -> None:
+    dead = RedisServer()  # never started: nothing listens on its port
+    result = subprocess.run(
+        [sys.executable, "-m", "callsbot", "check"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env=_env(tmp_path, CALLSBOT_STORE_URL=dead.url),
+    )
+    assert result.returncode == 1
+    assert "store: UNREACHABLE" in result.stdout

@@ -1,0 +1,160 @@
+"""Settings: precedence, types, unknown keys, secrets, and the CLI's exit status 2."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import attrs
+import pytest
+
+from callsbot.config import ConfigError, Settings, Tier, env_name, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file() -> None:
+    s = load_settings(None, environ={}, env_file=None)
+    assert s.store.url == "memory://"
+    assert s.store.window_seconds == 3600
+    assert s.consensus.tiers == (Tier(3, 2), Tier(2, 1), Tier(1, 0), Tier(0, -1))
+
+
+def test_shipped_config_toml_loads_and_documents_every_key() -> None:
+    s = load_settings(ROOT / "config.toml", environ={}, env_file=None)
+    assert s == Settings()  # the shipped file states the defaults
+    text = (ROOT / "config.toml").read_text()
+    for name, cls in typing.get_type_hints(Settings).items():
+        assert f"[{name}]" in text
+        for field in attrs.fields(cls):
+            if field.metadata.get("secret"):
+                assert env_name(name, field.name) in text, field.name
+            else:
+                assert re.search(rf"^#? ?{field.name} =", text, re.M), f"{name}.{field.name}"
+
+
+def test_precedence_env_beats_dotenv_beats_file_beats_default(tmp_path: Path) -> None:
+    path = write(tmp_path, "[store]\nwindow_seconds = 100\nretries = 7\nconnect_timeout = 9\n")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("CALLSBOT_STORE_WINDOW_SECONDS=200\nCALLSBOT_STORE_RETRIES=8\n")
+    s = load_settings(path, environ={"CALLSBOT_STORE_WINDOW_SECONDS": "300"}, env_file=dotenv)
+    assert s.store.window_seconds == 300  # environment
+    assert s.store.retries == 8  # .env
+    assert s.store.connect_timeout == 9.0  # file (int accepted for a float)
+    assert s.store.socket_timeout == 2.0  # default
+
+
+def test_env_lists_and_optionals(tmp_path: Path) -> None:
+    s = load_settings(
+        None,
+        environ={
+            "CALLSBOT_TELEGRAM_GROUPS": "@a, @b,-100123",
+            "CALLSBOT_CIELO_LIST_ID": "42",
+            "CALLSBOT_TELEGRAM_SKIP_FORWARDS": "yes",
+            "CALLSBOT_CONSENSUS_TIERS": '[{"min_groups": 0, "points": -3}]',
+        },
+        env_file=None,
+    )
+    assert s.telegram.groups == ("@a", "@b", "-100123")
+    assert s.cielo.list_id == 42
+    assert s.telegram.skip_forwards is True
+    assert s.consensus.tiers == (Tier(0, -3),)
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ", "key", "problem"),
+    [
+        ("[store]\nwindow_seconds = 'x'\n", {}, "store.window_seconds", "expected an integer"),
+        ("[store]\nwindow_seconds = 0\n", {}, "store.window_seconds", "must be > 0"),
+        ("[store]\nwindw_seconds = 1\n", {}, "store.windw_seconds", "unknown key"),
+        ("[stor]\n", {}, "stor", "unknown section"),
+        ("[store]\nurl = 'mysql://x'\n", {}, "store.url", "known: memory://, redis://, rediss://"),
+        ("[telegram]\napi_hash = 'abc'\n", {}, "telegram.api_hash", "CALLSBOT_TELEGRAM_API_HASH"),
+        ("[cielo]\napi_key = 'abc'\n", {}, "cielo.api_key", "is a secret"),
+        (
+            "[consensus]\ntiers = [{points = 1}]\n",
+            {},
+            "consensus.tiers[0].min_groups",
+            "missing required value",
+        ),
+        (
+            "[consensus]\ntiers = [{min_groups = 2, points = 1}]\n",
+            {},
+            "consensus.tiers",
+            "min_groups = 0",
+        ),
+        ("[web]\nenabled = 'yes'\n", {}, "web.enabled", "expected true or false"),
+        ("[log]\nformat = 'xml'\n", {}, "log.format", "must be one of text, json"),
+        ("", {"CALLSBOT_STORE_RETRIES": "many"}, "CALLSBOT_STORE_RETRIES", "expected an integer"),
+        ("", {"CALLSBOT_STORE_URL": "mongodb://x"}, "CALLSBOT_STORE_URL", "unknown store scheme"),
+        ("", {"CALLSBOT_STOREURL": "x"}, "CALLSBOT_STOREURL", "unknown setting"),
+        ("[store\n", {}, "config", "not valid TOML"),
+    ],
+)
+def test_errors_name_the_key(
+    tmp_path: Path, toml: str, environ: dict[str, str], key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, toml), environ=environ, env_file=None)
+    assert info.value.key == key
+    assert problem in str(info.value)
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(tmp_path / "nope.toml", environ={}, env_file=None)
+
+
+def test_secrets_are_not_in_repr() -> None:
+    s = load_settings(
+        None,
+        environ={
+            "CALLSBOT_TELEGRAM_API_HASH": "0123456789abcdef0123",
+            "CALLSBOT_CIELO_API_KEY": "cielo-secret-key-123",
+            "CALLSBOT_TG_BOT_TOKEN": "123456:ABCdefGhIjkl",
+        },
+        env_file=None,
+    )
+    assert s.telegram.api_hash == "0123456789abcdef0123"
+    text = repr(s)
+    for secret in ("0123456789abcdef0123", "cielo-secret-key-123", "123456:ABCdefGhIjkl"):
+        assert secret not in text
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(cwd)}
+    return subprocess.run(
+        [sys.executable, "-m", "callsbot", *args],
+        capture_output=True,
+        text=True,
+        env=base | (env or {}),
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def test_cli_config_error_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[store]\nwindow_seconds = -5\n")
+    result = run_cli("--config", str(path), "check", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "callsbot: config error: store.window_seconds: must be > 0, got -5"
+    ]
+
+
+def test_cli_unknown_store_scheme_exits_2(tmp_path: Path) -> None:
+    result = run_cli("check", env={"CALLSBOT_STORE_URL": "postgres://x"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "CALLSBOT_STORE_URL" in result.stderr
+    assert "redis://" in result.stderr
