@@ -154,6 +154,11 @@ class DexScreenerSettings:
     negative_ttl_seconds: float = setting(120.0, validator=non_negative)
     max_attempts: int = setting(3, validator=positive)
     batch_size: int = setting(30, validator=_check(lambda v: 1 <= v <= 30, "must be 1..30"))
+    max_concurrency: int = setting(4, validator=positive)
+    backoff_seconds: float = setting(5.0, validator=positive)
+    max_cooldown_seconds: float = setting(60.0, validator=positive)
+    retry_wait_seconds: float = setting(0.5, validator=positive)
+    retry_deadline_seconds: float = setting(20.0, validator=positive)
 
 
 @attrs.frozen
@@ -177,6 +182,10 @@ class CieloSettings:
     seen_ttl_seconds: int = setting(86400, validator=positive)
     timeout_seconds: float = setting(15.0, validator=positive)
     max_attempts: int = setting(3, validator=positive)
+    # Time budget for the retries of one request (5xx, timeouts), seconds.
+    retry_max_seconds: float = setting(30.0, validator=positive)
+    # Longest pause after a 429 (Retry-After is capped to this; doubling back-off without one).
+    backoff_max_seconds: float = setting(300.0, validator=positive)
 
 
 @attrs.frozen
@@ -184,6 +193,33 @@ class ScoringSettings:
     alert_threshold: float = setting(7.0)
     cooldown_seconds: int = setting(3600, validator=positive)
     watch_tick_seconds: float = setting(30.0, validator=positive)
+    # Base-score rules (docs/scoring.md); every threshold of every rule is here.
+    base_points: float = setting(2.0)
+    trade_usd_medium: float = setting(1_000.0, validator=non_negative)
+    trade_usd_large: float = setting(5_000.0, validator=non_negative)
+    liquidity_low_usd: float = setting(10_000.0, validator=non_negative)
+    liquidity_mid_usd: float = setting(30_000.0, validator=non_negative)
+    liquidity_high_usd: float = setting(100_000.0, validator=non_negative)
+    volume_h24_mid_usd: float = setting(100_000.0, validator=non_negative)
+    volume_h24_high_usd: float = setting(500_000.0, validator=non_negative)
+    vol_liq_low: float = setting(0.2, validator=non_negative)
+    vol_liq_high: float = setting(3.0, validator=non_negative)
+    mcap_min_usd: float = setting(50_000.0, validator=non_negative)
+    mcap_max_usd: float = setting(5_000_000.0, validator=non_negative)
+    pair_age_min_minutes: float = setting(10.0, validator=non_negative)
+    pair_age_fresh_hours: float = setting(24.0, validator=non_negative)
+    change_h1_hot_pct: float = setting(40.0)
+    change_h1_pump_pct: float = setting(100.0)
+    change_h1_dump_pct: float = setting(-30.0)
+    change_h24_pump_pct: float = setting(300.0)
+    change_h24_dump_pct: float = setting(-50.0)
+    wallet_label_points: float = setting(1.0)
+    first_interaction_points: float = setting(0.5)
+    # Buys whose market data was "unknown right now": how many are kept, and for how long (s).
+    pending_max: int = setting(200, validator=positive)
+    pending_max_age_seconds: float = setting(600.0, validator=positive)
+    # Most tokens on the late-consensus watch list (the oldest entry is dropped first).
+    watch_max: int = setting(1000, validator=positive)
 
 
 @attrs.frozen
@@ -193,6 +229,9 @@ class TgBotSettings:
     chat_id: str | None = setting(None)
     messages_per_minute: int = setting(20, validator=positive)
     timeout_seconds: float = setting(10.0, validator=positive)
+    # Attempts per message on 429/5xx/timeouts; a retry_after above the cap fails the send.
+    max_attempts: int = setting(3, validator=positive)
+    max_retry_after_seconds: float = setting(60.0, validator=positive)
 
 
 @attrs.frozen

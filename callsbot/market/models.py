@@ -33,6 +33,10 @@ class MarketSnapshot:
     price_change_h24: float | None
     buys_h24: int | None = None
     sells_h24: int | None = None
+    #: ``"base"``, or ``"quote"`` when the token is only the quote side of its best pair; then
+    #: ``price_usd`` is derived (priceUsd / priceNative) and base-token-only numbers
+    #: (market cap, FDV, price change) are ``None``.
+    side: str = "base"
 
 
 class Status(enum.Enum):
