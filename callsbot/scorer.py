@@ -1,0 +1,443 @@
+"""The scorer role: feed → market snapshot → score + consensus → watch list → alert once.
+
+Each poll turns the feed's new buys into score cards. A token at or above the alert threshold
+is claimed in the store (``alert:<token>``, one cooldown) and sent to every sink; a token below
+it goes on a watch list for one store window. Every tick reads the distinct-group counts of the
+whole watch list in one round trip and re-scores the tokens whose count rose, so groups that
+call a token after Cielo surfaced it can still lift it over the threshold.
+
+The scorer learns about mentions only through the store, never from the aggregator directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import aiohttp
+import attrs
+
+from callsbot.alert import Alert
+from callsbot.clock import Clock
+from callsbot.config import Settings
+from callsbot.market.models import MarketData, MarketSnapshot, Status, Verdict
+from callsbot.metrics import Metrics
+from callsbot.scoring import Consensus, ScoreCard, consensus, score
+from callsbot.sinks.base import AlertSink
+from callsbot.sinks.jsonl import JsonlSink
+from callsbot.sinks.log import LogSink
+from callsbot.sinks.telegram_bot import TelegramBotSink
+from callsbot.sources.cielo import Buy, CieloAuthError, PollResult
+from callsbot.store.base import SignalStore, StoreError
+
+log = logging.getLogger(__name__)
+
+AGGREGATOR_ROLE = "aggregator"
+SCORER_ROLE = "scorer"
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class FeedSource(Protocol):
+    """Where buys come from (:class:`callsbot.sources.cielo.CieloFeed`)."""
+
+    async def poll(self) -> PollResult:
+        """New buys since the last poll.
+
+        Raises:
+            CieloAuthError: fatal; everything else is reported in the result.
+        """
+        ...
+
+
+@attrs.frozen
+class Scored:
+    """What happened to one buy (or one re-scored watch-list token).
+
+    Attributes:
+        buy: the trade.
+        outcome: ``alerted``, ``cooldown`` (already alerted by this or another scorer),
+            ``alert_failed`` (every sink failed; retried next tick), ``watching`` (below the
+            threshold), ``market_invalid`` or ``market_unknown`` (kept pending, retried).
+        card: the score, when the token could be scored.
+    """
+
+    buy: Buy
+    outcome: str
+    card: ScoreCard | None = None
+
+
+@attrs.define
+class _Watch:
+    buy: Buy
+    snapshot: MarketSnapshot
+    since: float
+    count: int | None  # distinct groups at the last scoring; None when the store was away
+    degraded: bool
+    retry_alert: bool = False
+
+
+@attrs.define
+class _Pending:
+    buy: Buy
+    since: float
+
+
+class Scorer:
+    """The scorer role.
+
+    Args:
+        settings: all settings (``scoring``, ``consensus``, ``cielo.poll_seconds``, ``store``).
+        store: the shared signal store (counts, heartbeats, alert claims).
+        market: market data (any :class:`~callsbot.market.models.MarketData`).
+        feed: the buy feed, normally a :class:`~callsbot.sources.cielo.CieloFeed`.
+        sinks: where alerts go; an alert counts as delivered when at least one accepts it.
+        clock: "now".
+        metrics: ``feed_items``, ``feed_polls``, ``alerts``, ``store_errors``.
+        sleep: the loop's pause; tests inject one that moves a fake clock.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SignalStore,
+        market: MarketData,
+        feed: FeedSource,
+        sinks: Sequence[AlertSink],
+        *,
+        clock: Clock,
+        metrics: Metrics,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._settings = settings
+        self._scoring = settings.scoring
+        self._store = store
+        self._market = market
+        self._feed = feed
+        self._sinks = tuple(sinks)
+        self._clock = clock
+        self._metrics = metrics
+        self._sleep = sleep
+        self._watch: dict[str, _Watch] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._local_claims: dict[str, float] = {}
+        self._next_poll_delay = settings.cielo.poll_seconds
+        self._last_poll_at: float | None = None
+
+    # -- introspection (tests, /api) -----------------------------------------------------------
+
+    @property
+    def watching(self) -> tuple[str, ...]:
+        """Tokens on the late-consensus watch list, oldest first."""
+        return tuple(self._watch)
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """Tokens waiting for market data that was unknown when they arrived."""
+        return tuple(self._pending)
+
+    @property
+    def last_poll_at(self) -> float | None:
+        """Unix time of the last poll the feed answered (``ok`` or ``pending``), if any."""
+        return self._last_poll_at
+
+    @property
+    def next_poll_delay(self) -> float:
+        """Seconds until the next feed poll (Retry-After or back-off after a 429)."""
+        return self._next_poll_delay
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll, tick and beat (role ``scorer``) until cancelled.
+
+        Raises:
+            CieloAuthError: the feed's API key was rejected (nothing else ends the loop).
+        """
+        next_poll = next_tick = next_beat = self._clock.time()
+        tick_every = self._scoring.watch_tick_seconds
+        beat_every = self._settings.store.heartbeat_interval
+        while True:
+            if self._clock.time() >= next_poll:
+                try:
+                    await self.poll_once()
+                except CieloAuthError:
+                    raise
+                except Exception:
+                    log.exception("scorer: poll failed; polling again later")
+                    self._metrics.feed_polls.labels(outcome="crashed").inc()
+                    self._next_poll_delay = self._settings.cielo.poll_seconds
+                next_poll = self._clock.time() + self._next_poll_delay
+            if self._clock.time() >= next_tick:
+                try:
+                    await self.tick()
+                except Exception:
+                    log.exception("scorer: watch-list tick failed")
+                next_tick = self._clock.time() + tick_every
+            if self._clock.time() >= next_beat:
+                await self._beat(3 * beat_every)
+                next_beat = self._clock.time() + beat_every
+            wait = min(next_poll, next_tick, next_beat) - self._clock.time()
+            await self._sleep(max(0.0, wait))
+
+    async def _beat(self, ttl: float) -> None:
+        try:
+            await self._store.beat(SCORER_ROLE, ttl)
+        except StoreError as exc:
+            self._metrics.store_errors.labels(op="beat").inc()
+            log.debug("scorer: heartbeat not written: %s", exc)
+
+    async def poll_once(self) -> list[Scored]:
+        """Poll the feed once and score every new buy (one per token: the largest).
+
+        Raises:
+            CieloAuthError: the feed's API key was rejected.
+        """
+        result = await self._feed.poll()
+        if result.outcome in ("ok", "pending"):
+            self._last_poll_at = self._clock.time()
+        if result.retry_after is not None:
+            self._next_poll_delay = result.retry_after
+        else:
+            self._next_poll_delay = self._settings.cielo.poll_seconds
+        best: dict[str, Buy] = {}
+        for buy in result.buys:
+            current = best.get(buy.token)
+            if current is None or (buy.usd or 0.0) >= (current.usd or 0.0):
+                best[buy.token] = buy
+        return await self._evaluate(list(best.values()))
+
+    async def tick(self) -> list[Scored]:
+        """Retry pending buys, expire the watch list, re-score tokens whose group count rose."""
+        results = await self._retry_pending()
+        now = self._clock.time()
+        for token in [t for t, w in self._watch.items() if now - w.since >= self._store.window]:
+            del self._watch[token]
+        if not self._watch:
+            return results
+        try:
+            counts = await self._store.counts(list(self._watch))
+        except StoreError as exc:
+            self._metrics.store_errors.labels(op="counts").inc()
+            log.warning("scorer: cannot read group counts for the watch list: %s", exc)
+            return results
+        healthy = await self._aggregator_healthy()
+        due: list[Buy] = []
+        for token, entry in self._watch.items():
+            count = counts.get(token, 0)
+            if (
+                entry.retry_alert
+                or entry.count is None
+                or count > entry.count
+                or (entry.degraded and healthy)
+            ):
+                due.append(entry.buy)
+            else:
+                entry.count = count
+        if due:
+            results += await self._evaluate(due, rescore=True)
+        return results
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    async def _aggregator_healthy(self) -> bool:
+        if not any(w.degraded for w in self._watch.values()):
+            return False
+        try:
+            age = await self._store.heartbeat_age(AGGREGATOR_ROLE)
+        except StoreError:
+            self._metrics.store_errors.labels(op="heartbeat_age").inc()
+            return False
+        return age is not None and age <= self._settings.consensus.heartbeat_stale_seconds
+
+    async def _retry_pending(self) -> list[Scored]:
+        if not self._pending:
+            return []
+        now = self._clock.time()
+        limit = self._scoring.pending_max_age_seconds
+        for token in [t for t, p in self._pending.items() if now - p.since >= limit]:
+            log.info("scorer: giving up on %s: market data unknown for %.0fs", token, limit)
+            self._metrics.feed_items.labels(outcome="market_unknown_expired").inc()
+            del self._pending[token]
+        return await self._evaluate([p.buy for p in self._pending.values()])
+
+    async def _verdicts(self, buys: Sequence[Buy]) -> dict[str, Verdict]:
+        by_chain: dict[str, list[str]] = {}
+        for buy in buys:
+            by_chain.setdefault(buy.chain, []).append(buy.token)
+        out: dict[str, Verdict] = {}
+        for chain, tokens in by_chain.items():
+            try:
+                out.update(await self._market.verdicts(tokens, chain=chain))
+            except Exception as exc:
+                # Market data is a boundary: whatever it raises means "unknown right now".
+                log.warning("scorer: market data unavailable for %d token(s): %s", len(tokens), exc)
+        return out
+
+    async def _evaluate(self, buys: Sequence[Buy], *, rescore: bool = False) -> list[Scored]:
+        if not buys:
+            return []
+        verdicts = await self._verdicts(buys)
+        results: list[Scored] = []
+        for buy in buys:
+            verdict = verdicts.get(buy.token)
+            watched = self._watch.get(buy.token) if rescore else None
+            if verdict is None or verdict.status is Status.UNKNOWN:
+                if watched is not None:
+                    # Re-scoring a watched token: the snapshot it was scored with still serves.
+                    results.append(await self._score(buy, watched.snapshot))
+                    continue
+                results.append(self._park(buy))
+                continue
+            self._pending.pop(buy.token, None)
+            if not verdict.valid or verdict.snapshot is None:
+                self._metrics.feed_items.labels(outcome="market_invalid").inc()
+                log.info(
+                    "scorer: skipping %s: %s %s", buy.token, verdict.reason.value, verdict.detail
+                )
+                self._watch.pop(buy.token, None)
+                results.append(Scored(buy, "market_invalid"))
+                continue
+            results.append(await self._score(buy, verdict.snapshot))
+        return results
+
+    def _park(self, buy: Buy) -> Scored:
+        parked = self._pending.get(buy.token)
+        if parked is not None:
+            parked.buy = buy
+        else:
+            self._metrics.feed_items.labels(outcome="market_unknown").inc()
+            self._pending[buy.token] = _Pending(buy, self._clock.time())
+            while len(self._pending) > self._scoring.pending_max:
+                dropped = next(iter(self._pending))
+                del self._pending[dropped]
+                self._metrics.feed_items.labels(outcome="market_unknown_expired").inc()
+        return Scored(buy, "market_unknown")
+
+    async def _consensus(self, token: str) -> tuple[Consensus, int | None]:
+        try:
+            members = await self._store.groups(token)
+            age = await self._store.heartbeat_age(AGGREGATOR_ROLE)
+        except StoreError as exc:
+            self._metrics.store_errors.labels(op="consensus").inc()
+            log.warning("scorer: consensus for %s degraded, store unreachable: %s", token, exc)
+            return consensus(None, heartbeat_age=None, settings=self._settings.consensus), None
+        names = [g for g, _ in sorted(members.items(), key=lambda kv: (kv[1], kv[0]))]
+        cons = consensus(names, heartbeat_age=age, settings=self._settings.consensus)
+        if cons.degraded:
+            log.warning("scorer: consensus for %s degraded: %s", token, cons.reason)
+        return cons, len(names)
+
+    async def _score(self, buy: Buy, snapshot: MarketSnapshot) -> Scored:
+        cons, count = await self._consensus(buy.token)
+        card = score(buy, snapshot, cons, settings=self._scoring, now=self._clock.time())
+        if card.total < self._scoring.alert_threshold:
+            self._remember(buy, snapshot, count, degraded=card.degraded)
+            log.info(
+                "scorer: %s scored %.1f (< %.1f), watching",
+                buy.token,
+                card.total,
+                self._scoring.alert_threshold,
+            )
+            return Scored(buy, "watching", card)
+        outcome = await self._alert(Alert(buy, snapshot, card, self._clock.time()))
+        if outcome == "alert_failed":
+            self._remember(buy, snapshot, count, degraded=card.degraded, retry_alert=True)
+        else:
+            self._watch.pop(buy.token, None)
+        return Scored(buy, outcome, card)
+
+    def _remember(
+        self,
+        buy: Buy,
+        snapshot: MarketSnapshot,
+        count: int | None,
+        *,
+        degraded: bool,
+        retry_alert: bool = False,
+    ) -> None:
+        old = self._watch.pop(buy.token, None)
+        # A re-score keeps the original window; a new buy of the token starts a fresh one.
+        since = old.since if old is not None and old.buy == buy else self._clock.time()
+        self._watch[buy.token] = _Watch(buy, snapshot, since, count, degraded, retry_alert)
+        while len(self._watch) > self._scoring.watch_max:
+            del self._watch[next(iter(self._watch))]
+
+    # -- alerts --------------------------------------------------------------------------------
+
+    async def _claim(self, key: str) -> bool:
+        ttl = self._scoring.cooldown_seconds
+        try:
+            return await self._store.claim(key, ttl)
+        except StoreError as exc:
+            # Alert anyway (the score says degraded); this process at least never repeats itself.
+            self._metrics.store_errors.labels(op="claim").inc()
+            log.warning("scorer: alert claim failed, using a local cooldown: %s", exc)
+            now = self._clock.time()
+            self._local_claims = {k: e for k, e in self._local_claims.items() if e > now}
+            if key in self._local_claims:
+                return False
+            self._local_claims[key] = now + ttl
+            return True
+
+    async def _release(self, key: str) -> None:
+        self._local_claims.pop(key, None)
+        try:
+            await self._store.release(key)
+        except StoreError as exc:
+            self._metrics.store_errors.labels(op="release").inc()
+            log.warning("scorer: could not release %s; it retries after the cooldown: %s", key, exc)
+
+    async def _alert(self, alert: Alert) -> str:
+        key = f"alert:{alert.token}"
+        if not await self._claim(key):
+            self._metrics.alerts.labels(sink="all", outcome="cooldown").inc()
+            log.info("scorer: %s already alerted within the cooldown", alert.token)
+            return "cooldown"
+        delivered = await asyncio.gather(*(self._deliver(sink, alert) for sink in self._sinks))
+        if self._sinks and not any(delivered):
+            await self._release(key)
+            return "alert_failed"
+        return "alerted"
+
+    async def _deliver(self, sink: AlertSink, alert: Alert) -> bool:
+        try:
+            await sink.send(alert)
+        except Exception as exc:
+            # One broken sink must neither stop the others nor the scorer.
+            self._metrics.alerts.labels(sink=sink.name, outcome="failed").inc()
+            log.error("scorer: alert for %s not delivered to %s: %s", alert.token, sink.name, exc)
+            return False
+        self._metrics.alerts.labels(sink=sink.name, outcome="sent").inc()
+        return True
+
+    async def aclose(self) -> None:
+        """Close the sinks (and the feed, if it has ``aclose``)."""
+        for sink in self._sinks:
+            await sink.aclose()
+        closer = getattr(self._feed, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+def build_sinks(
+    settings: Settings,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> list[AlertSink]:
+    """The sinks ``settings`` configure: log (``alerts.log``), JSONL (``alerts.jsonl_path``)
+    and the Telegram bot (when both ``tg_bot.token`` and ``tg_bot.chat_id`` are set)."""
+    sinks: list[AlertSink] = []
+    if settings.alerts.log:
+        sinks.append(LogSink())
+    if settings.alerts.jsonl_path:
+        sinks.append(JsonlSink(settings.alerts.jsonl_path))
+    bot = settings.tg_bot
+    if bot.token and bot.chat_id:
+        sinks.append(TelegramBotSink(bot, session=session, sleep=sleep))
+    elif bot.token or bot.chat_id:
+        log.warning("tg_bot: both CALLSBOT_TG_BOT_TOKEN and tg_bot.chat_id are needed; not sending")
+    return sinks

@@ -1,0 +1,548 @@
+"""Cielo Finance wallet feed: poll ``/api/v1/feed`` and turn swaps into :class:`Buy` objects.
+
+One :meth:`CieloFeed.poll` reads the newest page and follows ``startFrom`` only while every
+item of the page is new, so a quiet feed costs one request per poll. Every transaction hash is
+handled once across polls, restarts and scorer processes through ``store.claim("tx:<hash>")``.
+
+Nothing a page contains can end the loop: malformed items and pages are logged and counted,
+5xx and timeouts are retried a bounded number of times, 429 and ``pending`` ask the caller to
+come back later. Only a rejected API key (401/403) raises, as :class:`CieloAuthError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import logging
+import math
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+import attrs
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+from tenacity.wait import wait_base
+
+from callsbot.clock import Clock
+from callsbot.config import CieloSettings
+from callsbot.metrics import Metrics
+from callsbot.store.base import SignalStore, StoreError
+
+log = logging.getLogger(__name__)
+
+API_KEY_ENV = "CALLSBOT_CIELO_API_KEY"
+FEED_PATH = "/api/v1/feed"
+
+WSOL = "So11111111111111111111111111111111111111112"
+USDC_SOL = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+USDT_SOL = "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB"
+
+#: Assets a wallet pays with. EVM addresses are stored lower-case and compared that way.
+QUOTE_ASSETS: frozenset[str] = frozenset(
+    {
+        "native",
+        WSOL,
+        USDC_SOL,
+        USDT_SOL,
+        "0x0000000000000000000000000000000000000000",
+        "0xeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
+        "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2",  # WETH, Ethereum
+        "0x4200000000000000000000000000000000000006",  # WETH, Base / OP chains
+        "0xbb4cdb9cbd36b01bd1cbaebf2de08d9173bc095c",  # WBNB
+        "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48",  # USDC, Ethereum
+        "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913",  # USDC, Base
+        "0xdac17f958d2ee523a2206206994597c13d831ec7",  # USDT, Ethereum
+    }
+)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def is_quote(address: str) -> bool:
+    """Whether ``address`` is a coin wallets pay with (SOL, wSOL, USDC, USDT, WETH, ...)."""
+    return address in QUOTE_ASSETS or address.lower() in QUOTE_ASSETS
+
+
+# --------------------------------------------------------------------------------------------
+# Errors.
+
+
+class CieloError(Exception):
+    """Base class of the feed's errors."""
+
+
+class CieloAuthError(CieloError):
+    """Cielo rejected the API key (401/403). Fatal: polling again cannot help."""
+
+
+class CieloTransientError(CieloError):
+    """A 5xx, a timeout or a dropped connection: worth a bounded number of retries."""
+
+
+class CieloRateLimited(CieloError):
+    """HTTP 429. ``retry_after`` is the server's Retry-After in seconds, if it sent one."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__(f"rate limited (retry after {retry_after}s)")
+        self.retry_after = retry_after
+
+
+class CieloPending(CieloError):
+    """HTTP 202 or ``status: "pending"``: Cielo is still indexing; ask again later."""
+
+
+class CieloBadPage(CieloError):
+    """The page is not the documented envelope (truncated JSON, wrong types, other 4xx)."""
+
+    def __init__(self, message: str, *, outcome: str = "malformed") -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+# --------------------------------------------------------------------------------------------
+# Value objects.
+
+
+@attrs.frozen
+class Buy:
+    """A wallet paid a quote asset (token0) and received ``token`` (token1).
+
+    Attributes:
+        tx_hash: the transaction signature / hash.
+        wallet: the buying wallet.
+        wallet_label: Cielo's label of the wallet, when it has one.
+        token: the bought token's address.
+        symbol: its symbol as Cielo reported it (may be empty).
+        name: its name as Cielo reported it (may be empty).
+        usd: trade size in USD, ``None`` when Cielo sent no usable amount.
+        ts: unix seconds of the trade.
+        dex: where it traded (may be empty).
+        chain: the chain id (``solana``, ``ethereum``, ...).
+        first_interaction: the wallet's first trade of this token.
+    """
+
+    tx_hash: str
+    wallet: str
+    wallet_label: str | None
+    token: str
+    symbol: str
+    name: str
+    usd: float | None
+    ts: float
+    dex: str
+    chain: str
+    first_interaction: bool
+
+
+@attrs.frozen
+class PollResult:
+    """What one poll found.
+
+    Attributes:
+        buys: new buys, oldest first.
+        skipped: items not kept, by reason (``seen``, ``sell``, ``transfer``, ``malformed``...).
+        outcome: ``ok``, ``pending``, ``rate_limited``, ``error`` or ``malformed``.
+        pages: pages read.
+        retry_after: when set, wait this many seconds before the next poll.
+    """
+
+    buys: tuple[Buy, ...] = ()
+    skipped: Mapping[str, int] = attrs.field(factory=dict)
+    outcome: str = "ok"
+    pages: int = 0
+    retry_after: float | None = None
+
+
+class MalformedItem(ValueError):
+    """One feed item cannot be read."""
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing (pure).
+
+
+def parse_amount(value: Any) -> float | None:
+    """A non-negative finite number from a JSON number or numeric string; ``None`` if absent.
+
+    Raises:
+        MalformedItem: NaN, infinity, negative numbers, booleans or non-numeric strings.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise MalformedItem(f"amount is a boolean: {value!r}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise MalformedItem(f"amount is not a number: {value[:40]!r}") from None
+    else:
+        raise MalformedItem(f"amount has type {type(value).__name__}")
+    if not math.isfinite(number) or number < 0:
+        raise MalformedItem(f"amount out of range: {number!r}")
+    return number
+
+
+def _text(item: Mapping[str, Any], key: str, *, required: bool = False) -> str:
+    value = item.get(key)
+    if value is None:
+        if required:
+            raise MalformedItem(f"missing {key}")
+        return ""
+    if not isinstance(value, str):
+        raise MalformedItem(f"{key} is not a string")
+    value = value.strip()
+    if required and not value:
+        raise MalformedItem(f"empty {key}")
+    return value
+
+
+def _timestamp(value: Any) -> float:
+    ts = parse_amount(value)
+    if ts is None or ts == 0:
+        raise MalformedItem("missing timestamp")
+    # Cielo documents seconds; a millisecond value would put the trade thousands of years ahead.
+    return ts / 1000.0 if ts > 1e11 else ts
+
+
+def classify_item(item: Any) -> tuple[str, Buy | None]:
+    """Classify one feed item.
+
+    Returns:
+        ``("buy", Buy)`` for a buy, otherwise ``(reason, None)`` with reason one of ``sell``,
+        ``transfer``, ``other_type`` (any tx type but swap and transfer), ``token_swap`` (no
+        quote asset on either side) or ``quote_swap`` (quote on both sides, e.g. SOL→USDC).
+
+    Raises:
+        MalformedItem: a field a swap needs is missing or has the wrong type.
+    """
+    if not isinstance(item, Mapping):
+        raise MalformedItem("item is not an object")
+    tx_type = _text(item, "tx_type", required=True).lower()
+    if tx_type == "transfer":
+        return "transfer", None
+    if tx_type != "swap":
+        return "other_type", None
+    tx_hash = _text(item, "tx_hash", required=True)
+    given = _text(item, "token0_address", required=True)
+    got = _text(item, "token1_address", required=True)
+    given_quote, got_quote = is_quote(given), is_quote(got)
+    if given_quote and got_quote:
+        return "quote_swap", None
+    if not given_quote and got_quote:
+        return "sell", None
+    if not given_quote:
+        return "token_swap", None
+    usd_given = parse_amount(item.get("token0_amount_usd"))
+    usd_got = parse_amount(item.get("token1_amount_usd"))
+    sizes = [u for u in (usd_given, usd_got) if u is not None and u > 0]
+    label = item.get("wallet_label")
+    if label is not None and not isinstance(label, str):
+        raise MalformedItem("wallet_label is not a string")
+    first = item.get("first_interaction")
+    buy = Buy(
+        tx_hash=tx_hash,
+        wallet=_text(item, "wallet", required=True),
+        wallet_label=(label.strip() or None) if label else None,
+        token=got,
+        symbol=_text(item, "token1_symbol"),
+        name=_text(item, "token1_name"),
+        usd=max(sizes) if sizes else None,
+        ts=_timestamp(item.get("timestamp")),
+        dex=_text(item, "dex"),
+        chain=_text(item, "chain", required=True).lower(),
+        first_interaction=first is True,
+    )
+    return "buy", buy
+
+
+@attrs.frozen
+class Page:
+    """One page of the feed envelope."""
+
+    items: tuple[Any, ...]
+    next_object: str | None
+
+
+def parse_page(body: bytes) -> Page:
+    """Parse the feed envelope ``{"status":"ok","data":{"items":[...],"paging":{...}}}``.
+
+    Raises:
+        CieloPending: ``status`` is ``pending``.
+        CieloBadPage: anything else that is not the documented envelope.
+    """
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CieloBadPage(
+            f"body is not JSON ({exc.__class__.__name__}, {len(body)} bytes)"
+        ) from None
+    if not isinstance(doc, dict):
+        raise CieloBadPage(f"body is a JSON {type(doc).__name__}, not an object")
+    status = doc.get("status", "ok")
+    if status == "pending":
+        raise CieloPending(str(doc.get("message") or "pending")[:200])
+    if status != "ok":
+        raise CieloBadPage(f"status {str(status)[:40]!r}: {str(doc.get('message'))[:200]}")
+    data = doc.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        raise CieloBadPage("data.items is missing or not a list")
+    paging = data.get("paging")
+    next_object: str | None = None
+    if isinstance(paging, dict) and paging.get("has_next_page", True) is not False:
+        cursor = paging.get("next_object")
+        if isinstance(cursor, str | int) and not isinstance(cursor, bool) and str(cursor):
+            next_object = str(cursor)
+    return Page(tuple(data["items"]), next_object)
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - now
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# The client.
+
+
+class CieloFeed:
+    """Polls the Cielo feed.
+
+    Args:
+        settings: the ``[cielo]`` section; ``api_key`` must be set.
+        store: where seen transaction hashes are claimed (shared by every scorer process).
+        clock: "now" for Retry-After dates.
+        metrics: ``feed_polls{outcome}``, ``feed_items{outcome}``, ``store_errors{op}``.
+        session: an aiohttp session to use; the feed opens (and closes) its own when ``None``.
+        sleep: the retry pause; tests pass a no-op.
+        retry_wait: tenacity wait strategy between retries (jittered exponential by default).
+
+    Raises:
+        ValueError: ``settings.api_key`` is not set (names ``CALLSBOT_CIELO_API_KEY``).
+    """
+
+    def __init__(
+        self,
+        settings: CieloSettings,
+        store: SignalStore,
+        *,
+        clock: Clock,
+        metrics: Metrics,
+        session: aiohttp.ClientSession | None = None,
+        sleep: Sleep = asyncio.sleep,
+        retry_wait: wait_base | None = None,
+    ) -> None:
+        if not settings.api_key:
+            raise ValueError(f"the Cielo API key is not set: set {API_KEY_ENV}")
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._session = session
+        self._own_session = session is None
+        self._sleep = sleep
+        self._retry_wait = retry_wait or wait_exponential_jitter(initial=1, max=10, jitter=1)
+        self._rate_limited = 0
+        # Fallback dedupe while the store is down, and "log a malformed item once" memory.
+        self._local_seen: OrderedDict[str, None] = OrderedDict()
+        self._logged_bad: OrderedDict[str, None] = OrderedDict()
+        self._store_down = False
+
+    async def aclose(self) -> None:
+        """Close the session if the feed opened it. Safe to call twice."""
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _params(self, start_from: str | None) -> dict[str, str]:
+        s = self._settings
+        params = {"limit": str(s.limit)}
+        if s.chains:
+            params["chains"] = ",".join(s.chains)
+        if s.tx_types:
+            params["txTypes"] = ",".join(s.tx_types)
+        if s.min_usd > 0:
+            params["minUSD"] = f"{s.min_usd:g}"
+        if s.list_id is not None:
+            params["list"] = str(s.list_id)
+        if s.new_trades is not None:
+            params["newTrades"] = "true" if s.new_trades else "false"
+        if start_from is not None:
+            params["startFrom"] = start_from
+        return params
+
+    async def _get(self, start_from: str | None) -> bytes:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        headers = {"X-API-KEY": self._settings.api_key or "", "accept": "application/json"}
+        timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
+        url = self._settings.url.rstrip("/") + FEED_PATH
+        try:
+            async with self._session.get(
+                url, params=self._params(start_from), headers=headers, timeout=timeout
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise CieloTransientError(f"{exc.__class__.__name__}: {exc}") from None
+        if status in (401, 403):
+            raise CieloAuthError(f"Cielo rejected the API key (HTTP {status}); check {API_KEY_ENV}")
+        if status == 429:
+            raise CieloRateLimited(parse_retry_after(retry_after, now=self._clock.time()))
+        if status == 202:
+            raise CieloPending("HTTP 202")
+        if status >= 500:
+            raise CieloTransientError(f"HTTP {status}")
+        if status != 200:
+            raise CieloBadPage(f"HTTP {status}: {body[:200]!r}", outcome="http_error")
+        return body
+
+    async def _fetch(self, start_from: str | None) -> Page:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(CieloTransientError),
+            stop=stop_after_attempt(self._settings.max_attempts)
+            | stop_after_delay(self._settings.retry_max_seconds),
+            wait=self._retry_wait,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                body = await self._get(start_from)
+        return parse_page(body)
+
+    async def _is_new(self, tx_hash: str) -> bool:
+        key = f"tx:{tx_hash}"
+        try:
+            won = await self._store.claim(key, self._settings.seen_ttl_seconds)
+        except StoreError as exc:
+            # Keep scoring while the store is away; this process at least never repeats itself.
+            self._metrics.store_errors.labels(op="claim").inc()
+            if not self._store_down:
+                log.warning("cielo: store claim failed, deduplicating in memory: %s", exc)
+            self._store_down = True
+            if key in self._local_seen:
+                return False
+            self._local_seen[key] = None
+            while len(self._local_seen) > 10_000:
+                self._local_seen.popitem(last=False)
+            return True
+        if self._store_down:
+            log.info("cielo: store claims work again")
+            self._store_down = False
+        return won
+
+    def _log_bad_once(self, item: Any, problem: str) -> None:
+        tx = item.get("tx_hash") if isinstance(item, Mapping) else None
+        if isinstance(tx, str) and tx:
+            ident = "".join(ch for ch in tx[:100] if ch.isprintable() and not ch.isspace())
+        else:
+            raw = json.dumps(item, sort_keys=True, default=str).encode()
+            ident = "sha1:" + hashlib.sha1(raw).hexdigest()[:16]
+        if ident in self._logged_bad:
+            return
+        self._logged_bad[ident] = None
+        while len(self._logged_bad) > 10_000:
+            self._logged_bad.popitem(last=False)
+        log.warning("cielo: skipping malformed item %s: %s", ident, problem)
+
+    async def poll(self) -> PollResult:
+        """Read the newest page(s) and return the new buys.
+
+        Raises:
+            CieloAuthError: the API key was rejected; every other failure is a result.
+        """
+        buys: list[Buy] = []
+        skipped: Counter[str] = Counter()
+        pages = 0
+        outcome = "ok"
+        retry_after: float | None = None
+        cursor: str | None = None
+        while pages < self._settings.max_pages:
+            try:
+                page = await self._fetch(cursor)
+            except CieloPending as exc:
+                outcome = "pending"
+                log.info("cielo: feed pending (%s); trying again later", exc)
+                break
+            except CieloRateLimited as exc:
+                outcome = "rate_limited"
+                retry_after = self._rate_limit_pause(exc.retry_after)
+                log.warning("cielo: rate limited (429); next poll in %.0fs", retry_after)
+                break
+            except CieloTransientError as exc:
+                outcome = "error"
+                log.warning("cielo: feed unavailable after retries: %s", exc)
+                break
+            except CieloBadPage as exc:
+                outcome = exc.outcome
+                log.warning("cielo: unusable feed page: %s", exc)
+                break
+            pages += 1
+            all_new = await self._take(page.items, buys, skipped)
+            if not (all_new and page.items and page.next_object):
+                break
+            cursor = page.next_object
+        if outcome != "rate_limited":
+            self._rate_limited = 0
+        self._metrics.feed_polls.labels(outcome=outcome).inc()
+        for reason, n in skipped.items():
+            self._metrics.feed_items.labels(outcome=reason).inc(n)
+        if buys:
+            self._metrics.feed_items.labels(outcome="buy").inc(len(buys))
+        buys.sort(key=lambda b: b.ts)
+        return PollResult(tuple(buys), dict(skipped), outcome, pages, retry_after)
+
+    async def _take(self, items: tuple[Any, ...], buys: list[Buy], skipped: Counter[str]) -> bool:
+        """Classify a page's items into ``buys``/``skipped``; ``True`` when all were new."""
+        all_new = True
+        for item in items:
+            tx = item.get("tx_hash") if isinstance(item, Mapping) else None
+            if isinstance(tx, str) and tx.strip() and not await self._is_new(tx.strip()):
+                skipped["seen"] += 1
+                all_new = False
+                continue
+            try:
+                reason, buy = classify_item(item)
+            except MalformedItem as exc:
+                skipped["malformed"] += 1
+                self._log_bad_once(item, str(exc))
+                continue
+            if buy is None:
+                skipped[reason] += 1
+            else:
+                buys.append(buy)
+        return all_new
+
+    def _rate_limit_pause(self, retry_after: float | None) -> float:
+        cap = self._settings.backoff_max_seconds
+        self._rate_limited += 1
+        if retry_after is not None:
+            return min(retry_after, cap)
+        backoff: float = self._settings.poll_seconds * 2.0 ** min(self._rate_limited - 1, 30)
+        return min(backoff, cap)
