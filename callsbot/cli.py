@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import sys
 from collections.abc import Sequence
 
 from callsbot import app
 from callsbot.clock import SystemClock
-from callsbot.config import ConfigError, Settings, load_settings
+from callsbot.config import ConfigError, Settings, load_settings, missing_for_role
 from callsbot.logs import setup_logging
 from callsbot.metrics import Metrics
 from callsbot.store import StoreError, open_store
@@ -33,7 +34,33 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--role", choices=app.ROLES, default="all")
 
     sub.add_parser("check", help="config valid, store reachable, heartbeats fresh")
+    sub.add_parser("login", help="create the Telegram session interactively (mode 0600)")
+
+    token = sub.add_parser("token", help="why a token counts or not: verdict, reason, snapshot")
+    token.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    token.add_argument("--chain", default="solana", help="solana (default), ethereum, base, bsc")
+
+    feed = sub.add_parser("feed", help="poll the Cielo feed and print the buys kept")
+    feed.add_argument("--once", action="store_true", required=True, help="poll once and exit")
+
+    backfill = sub.add_parser("backfill", help="feed a Telegram Desktop export (result.json)")
+    backfill.add_argument("--export", required=True, help="path to result.json")
+    backfill.add_argument("--group", help="record mentions under this name (e.g. @channel)")
+    backfill.add_argument("--since", type=_iso_date, help="skip messages before this ISO time")
+    backfill.add_argument("--no-validate", action="store_true", help="skip the market gate")
+    backfill.add_argument("--dry-run", action="store_true", help="record nothing; print JSON")
+
     return parser
+
+
+def _iso_date(value: str) -> int:
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date/time: {value!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp())
 
 
 def _load(args: argparse.Namespace) -> Settings:
@@ -64,11 +91,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         fmt=args.log_format or settings.log.format,
         secrets=_secrets(settings),
     )
+    os.umask(0o077)  # session, alerts and lock files: private to this user
     if args.command == "run":
+        missing = missing_for_role(settings, args.role)
+        if missing:
+            print(
+                f"callsbot: config error: missing {', '.join(missing)} (environment or .env; "
+                "see .env.example). To see callsbot work without credentials: make demo",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
         return asyncio.run(_run(settings, args.role))
     if args.command == "check":
         return asyncio.run(_check(settings))
+    if args.command == "login":
+        return asyncio.run(_login(settings))
+    if args.command == "token":
+        from callsbot.market.token_cmd import token_command
+
+        return asyncio.run(token_command(settings, args.addresses, sys.stdout, chain=args.chain))
+    if args.command == "feed":
+        from callsbot.feed_cmd import feed_command
+
+        return asyncio.run(
+            feed_command(
+                settings, sys.stdout, sys.stderr, clock=SystemClock(), metrics=Metrics.create()
+            )
+        )
+    if args.command == "backfill":
+        from callsbot.backfill import backfill_command
+
+        return asyncio.run(
+            backfill_command(
+                settings,
+                export=args.export,
+                group=args.group,
+                since=args.since,
+                validate=not args.no_validate,
+                dry_run=args.dry_run,
+                out=sys.stdout,
+                err=sys.stderr,
+                clock=SystemClock(),
+                metrics=Metrics.create(),
+            )
+        )
     raise AssertionError(args.command)  # argparse rejects unknown commands
+
+
+async def _login(settings: Settings) -> int:
+    from callsbot.sources.telegram import SessionError
+    from callsbot.sources.telethon_client import login
+
+    try:
+        await login(settings)
+    except SessionError as exc:
+        print(f"callsbot: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 async def _run(settings: Settings, role: str) -> int:

@@ -27,6 +27,8 @@ class RedisServer:
     """One redis-server process; :meth:`stop` and :meth:`start` again keep the same port."""
 
     port: int = attrs.field(factory=free_port)
+    #: Keep data across stop/start (append-only file, fsync on every write).
+    persistent: bool = False
     proc: subprocess.Popen[bytes] | None = None
     workdir: Path = attrs.field(factory=lambda: Path(tempfile.mkdtemp(prefix="callsbot-redis-")))
 
@@ -48,7 +50,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persistent else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(self.workdir),
                 "--daemonize",

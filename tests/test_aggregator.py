@@ -1,0 +1,197 @@
+"""The pipeline with real market validation against a local DexScreener and real stores."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import attrs
+import pytest
+
+from callsbot.aggregator import Aggregator, IncomingMessage
+from callsbot.clock import FakeClock
+from callsbot.config import DexScreenerSettings, ExtractionSettings, Settings, TelegramSettings
+from callsbot.market.gate import open_market
+from callsbot.metrics import Metrics
+from callsbot.store import MemoryStore, SignalStore
+from tests.conftest import make_redis_store
+from tests.fakes.dexscreener import ClockSleep, FakeDexScreener, make_pair
+from tests.redis_server import RedisServer
+from tests.tg import mint
+
+T0 = 1_700_000_000
+
+
+@attrs.define
+class Rig:
+    aggregator: Aggregator
+    store: SignalStore
+    dex: FakeDexScreener
+    metrics: Metrics
+    clock: FakeClock
+
+    def sample(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+@contextlib.asynccontextmanager
+async def rig(clock: FakeClock, store: SignalStore, **settings: object) -> AsyncIterator[Rig]:
+    metrics = Metrics.create()
+    async with FakeDexScreener(clock=clock) as dex:
+        s = Settings(
+            dexscreener=DexScreenerSettings(url=dex.url, max_attempts=1),
+            **settings,  # type: ignore[arg-type]
+        )
+        client, market = await open_market(s, clock=clock, metrics=metrics, sleep=ClockSleep(clock))
+        try:
+            aggregator = Aggregator(
+                settings=s, store=store, market=market, clock=clock, metrics=metrics
+            )
+            yield Rig(aggregator, store, dex, metrics, clock)
+        finally:
+            await market.aclose()
+            await client.aclose()
+
+
+def msg(
+    text: str, *, group: str = "@alpha", message_id: int = 1, ts: int = T0 - 60
+) -> IncomingMessage:
+    return IncomingMessage(
+        chat_id=-1000000000111, group=group, message_id=message_id, ts=ts, text=text
+    )
+
+
+@pytest.fixture
+def memory(clock: FakeClock) -> MemoryStore:
+    return MemoryStore(window=3600, clock=clock)
+
+
+async def test_valid_token_is_recorded_and_failing_ones_say_why(
+    clock: FakeClock, memory: MemoryStore
+) -> None:
+    async with rig(clock, memory) as r:
+        r.dex.add_token(mint(1), liquidity=50_000, volume_h24=90_000)
+        r.dex.add_token(mint(2), liquidity=2_000, volume_h24=90_000)
+        r.dex.add_token(mint(3), liquidity=50_000, volume_h24=100)
+        text = f"CA: {mint(1)}\n{mint(2)}\n{mint(3)}\n{mint(4)}"
+        results = await r.aggregator.process(msg(text))
+        assert [(x.token, x.outcome) for x in results] == [
+            (mint(1), "recorded"),
+            (mint(2), "rejected:low_liquidity"),
+            (mint(3), "rejected:low_volume"),
+            (mint(4), "rejected:no_pairs"),
+        ]
+        assert results[0].groups_in_window == 1
+        assert await memory.counts([mint(i) for i in range(1, 5)]) == {
+            mint(1): 1,
+            mint(2): 0,
+            mint(3): 0,
+            mint(4): 0,
+        }
+        assert r.sample("callsbot_mentions_rejected_total", reason="no_pairs") == 1
+        assert len(r.dex.requests) == 1  # four tokens, one batched request
+
+
+async def test_pair_link_is_counted_under_its_base_token(
+    clock: FakeClock, memory: MemoryStore
+) -> None:
+    async with rig(clock, memory) as r:
+        r.dex.add_pair(make_pair(mint(10), pair_address=mint(11)))
+        results = await r.aggregator.process(msg(f"https://dexscreener.com/solana/{mint(11)}"))
+        assert [(x.token, x.kind, x.outcome) for x in results] == [(mint(10), "pair", "recorded")]
+        assert await memory.counts([mint(10), mint(11)]) == {mint(10): 1, mint(11): 0}
+
+
+async def test_a_429_defers_the_mention_and_never_marks_it_invalid(
+    clock: FakeClock, memory: MemoryStore
+) -> None:
+    async with rig(clock, memory) as r:
+        r.dex.add_token(mint(1))
+        r.dex.fail_next(429, retry_after=5)
+        results = await r.aggregator.process(msg(f"CA: {mint(1)}"))
+        assert [x.outcome for x in results] == ["deferred"]
+        assert r.aggregator.deferred == 1
+        assert await memory.counts([mint(1)]) == {mint(1): 0}
+        clock.advance(10)  # past the Retry-After cooldown
+        assert await r.aggregator.retry_deferred() is True
+        assert r.aggregator.deferred == 0
+        # Recorded with the message's own date, not the retry time.
+        assert await memory.groups(mint(1)) == {"@alpha": T0 - 60}
+
+
+async def test_deferred_mentions_older_than_the_window_are_dropped_and_counted(
+    clock: FakeClock, memory: MemoryStore
+) -> None:
+    async with rig(clock, memory) as r:
+        r.dex.fail_next(500, times=5)
+        await r.aggregator.process(msg(f"CA: {mint(1)}"))
+        assert r.aggregator.deferred == 1
+        clock.advance(3600)
+        await r.aggregator.retry_deferred()
+        assert r.aggregator.deferred == 0
+        assert r.sample("callsbot_mentions_rejected_total", reason="expired_unknown") == 1
+
+
+async def test_evm_needs_a_chain(clock: FakeClock, memory: MemoryStore) -> None:
+    evm = "0x6982508145454ce325ddbe47a25d4ec3d2311933"
+    async with rig(clock, memory) as r:
+        r.dex.add_token(evm, chain="base")
+        results = await r.aggregator.process(msg(f"{evm}"))
+        assert [x.outcome for x in results] == ["rejected:evm_no_chain"]
+        results = await r.aggregator.process(msg(f"on Base: {evm}", message_id=2))
+        assert [x.outcome for x in results] == ["recorded"]
+
+
+async def test_address_cap_counts_what_it_dropped(clock: FakeClock, memory: MemoryStore) -> None:
+    s = {"extraction": ExtractionSettings(max_addresses=3)}
+    async with rig(clock, memory, **s) as r:
+        for i in range(5):
+            r.dex.add_token(mint(i))
+        text = "\n".join(f"CA: {mint(i)}" for i in range(5))
+        results = await r.aggregator.process(msg(text))
+        assert [x.token for x in results] == [mint(0), mint(1), mint(2)]
+        assert r.sample("callsbot_extraction_dropped_total") == 2
+
+
+async def test_store_down_buffers_with_original_dates_then_writes(clock: FakeClock) -> None:
+    server = RedisServer(persistent=True)
+    server.start()
+    try:
+        async with make_redis_store(server.url, clock) as store, rig(clock, store) as r:
+            for i in range(4):
+                r.dex.add_token(mint(i))
+            server.stop()
+            outcomes = [
+                x.outcome
+                for i in range(4)
+                for x in await r.aggregator.process(msg(f"CA: {mint(i)}", message_id=i, ts=T0 - i))
+            ]
+            assert outcomes == ["buffered"] * 4
+            assert r.aggregator.buffered == 4
+            assert r.sample("callsbot_buffer_size") == 4
+            server.start()
+            assert await r.aggregator.flush_buffer() is True
+            assert r.aggregator.buffered == 0
+            assert await store.groups(mint(3)) == {"@alpha": T0 - 3}
+            # A second delivery of a buffered message is still a duplicate.
+            again = await r.aggregator.process(msg(f"CA: {mint(3)}", message_id=3, ts=T0 - 3))
+            assert [x.outcome for x in again] == ["duplicate"]
+    finally:
+        server.stop()
+
+
+async def test_a_full_buffer_is_loud_and_counted(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = make_redis_store(RedisServer().url, clock)  # nothing listens there
+    async with dead, rig(clock, dead, telegram=TelegramSettings(buffer_size=2)) as r:
+        for i in range(3):
+            r.dex.add_token(mint(i))
+        outcomes = [
+            x.outcome
+            for i in range(3)
+            for x in await r.aggregator.process(msg(f"CA: {mint(i)}", message_id=i))
+        ]
+        assert outcomes == ["buffered", "buffered", "rejected:buffer_full"]
+        assert r.sample("callsbot_buffer_overflow_total") == 1
+        assert "STORE BUFFER FULL" in caplog.text
