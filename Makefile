@@ -52,12 +52,12 @@ test: $(STAMP) redis-server
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check callsbot tests bench
-	$(BIN)/ruff format --check callsbot tests bench
+	$(BIN)/ruff check callsbot tests bench scripts
+	$(BIN)/ruff format --check callsbot tests bench scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format callsbot tests bench
-	$(BIN)/ruff check --fix callsbot tests bench
+	$(BIN)/ruff format callsbot tests bench scripts
+	$(BIN)/ruff check --fix callsbot tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -27,7 +27,13 @@ from callsbot.market.gate import MarketValidator, open_market
 from callsbot.metrics import Metrics
 from callsbot.scorer import Scorer, build_sinks
 from callsbot.sources.cielo import CieloAuthError, CieloFeed
-from callsbot.sources.telegram import NoGroupsResolved, SessionError, TelegramListener
+from callsbot.sources.replay import Recording, ReplayGateway
+from callsbot.sources.telegram import (
+    NoGroupsResolved,
+    SessionError,
+    TelegramGateway,
+    TelegramListener,
+)
 from callsbot.store import SignalStore, StoreError, open_store
 
 log = logging.getLogger("callsbot")
@@ -122,16 +128,30 @@ async def market_data(
         await client.aclose()
 
 
-async def run_aggregator(rt: Runtime, market: MarketValidator, stop: asyncio.Event) -> None:
-    """The aggregator role: Telegram → pipeline → store, plus the heartbeat."""
+@contextlib.asynccontextmanager
+async def telegram_gateway(settings: Settings, clock: Clock) -> AsyncIterator[TelegramGateway]:
+    """The real Telethon session, or a recording when ``[telegram] replay`` is set."""
+    if settings.telegram.replay:
+        try:
+            recording = Recording.load(settings.telegram.replay)
+        except (OSError, ValueError) as exc:
+            raise ConfigError("telegram.replay", str(exc)) from None
+        yield ReplayGateway(recording, clock=clock)
+        return
     from callsbot.sources.telethon_client import connected_gateway
 
+    async with connected_gateway(settings) as gateway:
+        yield gateway
+
+
+async def run_aggregator(rt: Runtime, market: MarketValidator, stop: asyncio.Event) -> None:
+    """The aggregator role: Telegram → pipeline → store, plus the heartbeat."""
     s = rt.settings
     aggregator = Aggregator(
         settings=s, store=rt.store, market=market, clock=rt.clock, metrics=rt.metrics
     )
     rt.aggregator = aggregator
-    async with connected_gateway(s) as gateway, asyncio.TaskGroup() as tg:
+    async with telegram_gateway(s, rt.clock) as gateway, asyncio.TaskGroup() as tg:
         listener = TelegramListener(
             gateway=gateway,
             aggregator=aggregator,

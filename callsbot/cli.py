@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -49,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--since", type=_iso_date, help="skip messages before this ISO time")
     backfill.add_argument("--no-validate", action="store_true", help="skip the market gate")
     backfill.add_argument("--dry-run", action="store_true", help="record nothing; print JSON")
+
+    demo = sub.add_parser("demo", help="replay the bundled recorded session (no network)")
+    demo.add_argument("--quiet", action="store_true", help="only the summary")
+    demo.add_argument("--verbose", action="store_true", help="also every log line")
 
     return parser
 
@@ -135,6 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 metrics=Metrics.create(),
             )
         )
+    if args.command == "demo":
+        from callsbot.demo import demo_command
+
+        if not args.verbose:
+            logging.getLogger().setLevel(logging.WARNING)
+        return asyncio.run(demo_command(settings, out=sys.stdout, quiet=args.quiet))
     raise AssertionError(args.command)  # argparse rejects unknown commands
 
 

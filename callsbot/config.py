@@ -138,6 +138,8 @@ class TelegramSettings:
     buffer_size: int = setting(10000, validator=positive)
     catch_up: bool = setting(True)
     seen_ttl_seconds: int = setting(7200, validator=positive)
+    #: A recorded session to play instead of connecting to Telegram (demo, tests).
+    replay: str | None = setting(None)
 
 
 @attrs.frozen
@@ -441,7 +443,7 @@ def load_settings(
 def missing_for_role(settings: Settings, role: str) -> list[str]:
     """Environment variables that ``role`` needs but that are unset."""
     missing: list[str] = []
-    if role in ("all", "aggregator"):
+    if role in ("all", "aggregator") and not settings.telegram.replay:
         if settings.telegram.api_id is None:
             missing.append(env_name("telegram", "api_id"))
         if not settings.telegram.api_hash:

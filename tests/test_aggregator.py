@@ -11,11 +11,11 @@ import pytest
 from callsbot.aggregator import Aggregator, IncomingMessage
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings, ExtractionSettings, Settings, TelegramSettings
+from callsbot.localapi.dexscreener import ClockSleep, FakeDexScreener, make_pair
 from callsbot.market.gate import open_market
 from callsbot.metrics import Metrics
 from callsbot.store import MemoryStore, SignalStore
 from tests.conftest import make_redis_store
-from tests.fakes.dexscreener import ClockSleep, FakeDexScreener, make_pair
 from tests.redis_server import RedisServer
 from tests.tg import mint
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from callsbot.backfill import backfill_command
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings, Settings, StoreSettings
+from callsbot.localapi.dexscreener import FakeDexScreener, make_pair
 from callsbot.metrics import Metrics
-from tests.fakes.dexscreener import FakeDexScreener, make_pair
 from tests.tg import mint
 
 EXPORT = Path(__file__).parent / "sources" / "data" / "result.json"

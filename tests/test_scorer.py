@@ -15,6 +15,7 @@ import pytest
 
 from callsbot.clock import FakeClock
 from callsbot.config import AlertsSettings, CieloSettings, ScoringSettings, Settings, TgBotSettings
+from callsbot.localapi.cielo import API_KEY, CREDITS, FakeCielo, Reply, sell, swap, transfer
 from callsbot.market.models import MarketSnapshot, Reason, Status, Verdict
 from callsbot.metrics import Metrics
 from callsbot.scorer import Scorer, build_sinks
@@ -26,7 +27,6 @@ from callsbot.sources.cielo import CieloAuthError, CieloFeed
 from callsbot.store.base import SignalStore, StoreError
 from callsbot.store.memory import MemoryStore
 from tests.conftest import make_redis_store
-from tests.fakes.cielo import API_KEY, CREDITS, FakeCielo, Reply, sell, swap, transfer
 from tests.fakes.telegram_bot import BOT_TOKEN, CHAT_ID, FakeTelegramBot, server_error
 from tests.redis_server import free_port
 

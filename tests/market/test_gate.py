@@ -12,6 +12,14 @@ from aiolimiter import AsyncLimiter
 
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings, MarketSettings
+from callsbot.localapi.dexscreener import (
+    USDC,
+    WSOL,
+    ClockSleep,
+    FakeDexScreener,
+    http_date,
+    make_pair,
+)
 from callsbot.market import (
     DexScreenerClient,
     MarketUnavailable,
@@ -25,14 +33,6 @@ from callsbot.market import (
     snapshot_of,
 )
 from callsbot.metrics import Metrics
-from tests.fakes.dexscreener import (
-    USDC,
-    WSOL,
-    ClockSleep,
-    FakeDexScreener,
-    http_date,
-    make_pair,
-)
 
 TOKEN = "7GCihgDB8fe6KNjn2MYtkzZcRjQy3t9GHdC8uHYmW2hr"
 OTHER = "DezXAZ8z7PnrnRJjz3wXBoRgixCaB1yy6tdBvHNMDi3o"

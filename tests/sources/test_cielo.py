@@ -12,6 +12,19 @@ import pytest
 
 from callsbot.clock import FakeClock
 from callsbot.config import CieloSettings
+from callsbot.localapi.cielo import (
+    API_KEY,
+    CREDITS,
+    PENDING,
+    USDC,
+    WALLET,
+    FakeCielo,
+    Reply,
+    envelope,
+    sell,
+    swap,
+    transfer,
+)
 from callsbot.metrics import Metrics
 from callsbot.sources.cielo import (
     Buy,
@@ -25,19 +38,6 @@ from callsbot.sources.cielo import (
 from callsbot.store.base import SignalStore, StoreError
 from callsbot.store.memory import MemoryStore
 from tests.conftest import make_redis_store
-from tests.fakes.cielo import (
-    API_KEY,
-    CREDITS,
-    PENDING,
-    USDC,
-    WALLET,
-    FakeCielo,
-    Reply,
-    envelope,
-    sell,
-    swap,
-    transfer,
-)
 from tests.redis_server import free_port
 
 TOKEN_A = "7GCihgDB8fe6KNjn2MYtkzZcRjQy3t9GHdC8uHYmW2hr"

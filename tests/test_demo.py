@@ -1,0 +1,78 @@
+"""The recorded demo: real components, simulated clock, same outcome on every backend."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+from callsbot.config import Settings, StoreSettings
+from callsbot.demo import demo_command, load_session
+
+ALERTS = "$MOONCAT, $GIGA2, $LATEDOG, $PAIRFROG, $FROGGY"
+
+
+async def run_demo(settings: Settings) -> str:
+    out = io.StringIO()
+    assert await demo_command(settings, out=out) == 0
+    return out.getvalue()
+
+
+def summary_line(text: str, label: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(label))[len(label) :].strip()
+
+
+async def test_demo_tells_the_story_on_the_memory_store() -> None:
+    text = await run_demo(Settings())
+    assert summary_line(text, "alerts") == ALERTS
+    assert summary_line(text, "Telegram messages replayed") == "286"
+    assert summary_line(text, "mentions recorded") == "17 (mint 16, pair 1)"
+    assert summary_line(text, "mentions rejected") == (
+        "6 (duplicate 2, low_liquidity 3, no_pairs 1)"
+    )
+    # Late consensus: LATEDOG was bought before any group called it, and alerted once three did.
+    assert "$LATEDOG   alerted" in text
+    assert "+2 (3 groups: @MarksGems, @SouthParkCall, -1001500000006)" in text
+    # A token nobody called stays a solo signal; the window slid past OLDNEWS's first call.
+    assert "$SOLOPEPE  watching        score  4.0  ⚠️ SOLO SIGNAL: -1" in text
+    assert "$OLDNEWS   watching        score  5.0  👤 ONE GROUP: +0 (1 group: @batman_gem)" in text
+    # Each alert is printed as the Telegram group would show it.
+    assert text.count("──── alert at") == 5
+    assert "🤝 MULTI-BOT CONSENSUS: +2 (4 groups:" in text
+
+
+async def test_demo_over_redis_gives_the_same_alerts_twice_in_a_row(redis_url: str) -> None:
+    settings = attrs.evolve(Settings(), store=StoreSettings(url=redis_url))
+    for _ in range(2):  # a second run on the same Redis is not silenced by the first one's keys
+        text = await run_demo(settings)
+        assert summary_line(text, "alerts") == ALERTS
+
+
+def test_session_payloads_use_the_real_schemas() -> None:
+    session = load_session()
+    assert len(session["telegram"]["messages"]) >= 200
+    for item in (f["item"] for f in session["cielo"]):
+        assert {"tx_hash", "tx_type", "chain", "timestamp", "wallet"} <= item.keys()
+    for pair in session["dexscreener"]["pairs"]:
+        assert {"chainId", "pairAddress", "baseToken", "quoteToken", "priceNative"} <= pair.keys()
+
+
+@pytest.mark.timeout(60)
+def test_make_demo_command_runs_without_credentials(tmp_path: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "callsbot", "demo", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "──── summary ────" in result.stdout
+    assert summary_line(result.stdout, "alerts") == ALERTS
