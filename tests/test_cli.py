@@ -42,3 +42,36 @@ def test_check_with_dead_store_exits_1(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "store: UNREACHABLE" in result.stdout
+
+
+def test_run_without_credentials_lists_them_and_points_at_the_demo(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "callsbot", "run"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env=_env(tmp_path),
+    )
+    assert result.returncode == 2
+    for name in (
+        "CALLSBOT_TELEGRAM_API_ID",
+        "CALLSBOT_TELEGRAM_API_HASH",
+        "CALLSBOT_CIELO_API_KEY",
+    ):
+        assert name in result.stderr
+    assert "make demo" in result.stderr
+
+
+def test_scorer_role_needs_only_the_cielo_key(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "callsbot", "run", "--role", "scorer"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env=_env(tmp_path),
+    )
+    assert result.returncode == 2
+    assert "CALLSBOT_CIELO_API_KEY" in result.stderr
+    assert "TELEGRAM" not in result.stderr
