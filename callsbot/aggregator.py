@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import attrs
 
@@ -122,6 +125,7 @@ class Aggregator:
         metrics: the process's metrics.
         validate: ``False`` records every extracted mint without asking market data (backfill
             ``--no-validate``); pair addresses are still resolved.
+        spool: where :meth:`run` saves what still waits at shutdown (and takes it back from).
         sleep: injectable for tests.
     """
 
@@ -134,6 +138,7 @@ class Aggregator:
         clock: Clock,
         metrics: Metrics,
         validate: bool = True,
+        spool: Path | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._settings = settings
@@ -144,6 +149,7 @@ class Aggregator:
         self._metrics = metrics
         self._validate = validate
         self._sleep = sleep
+        self._spool = spool
         self._queue: asyncio.Queue[IncomingMessage] = asyncio.Queue(maxsize=self._tg.queue_size)
         self._buffer: collections.deque[Mention] = collections.deque()
         self._deferred: collections.deque[Candidate] = collections.deque()
@@ -176,7 +182,13 @@ class Aggregator:
     # -- running -------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve the queue until ``stop`` is set, then finish what is queued and return."""
+        """Serve the queue until ``stop`` is set, then finish what is queued and return.
+
+        With a spool file, mentions that still wait for the store or for market data at the end
+        are saved there, and the next run starts by taking them back.
+        """
+        if self._spool is not None:
+            await asyncio.to_thread(self._load_spool, self._spool)
         async with asyncio.TaskGroup() as tg:
             workers = [
                 tg.create_task(self._worker(), name=f"aggregator-worker-{i}")
@@ -187,6 +199,46 @@ class Aggregator:
             await self.drain()
             for task in [*workers, retry]:
                 task.cancel()
+        if self._spool is not None and (self._buffer or self._deferred):
+            await asyncio.to_thread(self._save_spool, self._spool)
+
+    def _save_spool(self, path: Path) -> None:
+        lines = [json.dumps({"mention": attrs.asdict(m)}) for m in self._buffer]
+        lines += [json.dumps({"candidate": attrs.asdict(c)}) for c in self._deferred]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+        log.warning(
+            "stopped with %d mentions waiting for the store and %d for market data; saved to "
+            "%s for the next start",
+            len(self._buffer),
+            len(self._deferred),
+            path,
+        )
+
+    def _load_spool(self, path: Path) -> None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        for line in filter(None, text.splitlines()):
+            try:
+                entry = json.loads(line)
+                if "mention" in entry:
+                    self._buffer.append(Mention(**entry["mention"]))
+                else:
+                    self._deferred.append(Candidate(**entry["candidate"]))
+            except (ValueError, TypeError) as exc:
+                log.error("spool %s: unreadable line skipped (%s): %.120s", path, exc, line)
+        path.unlink()
+        self._metrics.buffer_size.set(len(self._buffer))
+        log.info(
+            "took back %d buffered and %d deferred mentions from %s",
+            len(self._buffer),
+            len(self._deferred),
+            path,
+        )
+        self._wake.set()
 
     async def drain(self) -> None:
         """Wait until every queued message went through a worker, then try the buffer once."""

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import attrs
 
@@ -129,14 +130,20 @@ async def market_data(
 
 
 @contextlib.asynccontextmanager
-async def telegram_gateway(settings: Settings, clock: Clock) -> AsyncIterator[TelegramGateway]:
+async def telegram_gateway(
+    settings: Settings, clock: Clock, stop: asyncio.Event | None = None
+) -> AsyncIterator[TelegramGateway]:
     """The real Telethon session, or a recording when ``[telegram] replay`` is set."""
     if settings.telegram.replay:
         try:
             recording = Recording.load(settings.telegram.replay)
         except (OSError, ValueError) as exc:
             raise ConfigError("telegram.replay", str(exc)) from None
-        yield ReplayGateway(recording, clock=clock)
+        replay = ReplayGateway(recording, clock=clock, stop=stop)
+        try:
+            yield replay
+        finally:
+            await replay.aclose()
         return
     from callsbot.sources.telethon_client import connected_gateway
 
@@ -148,10 +155,15 @@ async def run_aggregator(rt: Runtime, market: MarketValidator, stop: asyncio.Eve
     """The aggregator role: Telegram → pipeline → store, plus the heartbeat."""
     s = rt.settings
     aggregator = Aggregator(
-        settings=s, store=rt.store, market=market, clock=rt.clock, metrics=rt.metrics
+        settings=s,
+        store=rt.store,
+        market=market,
+        clock=rt.clock,
+        metrics=rt.metrics,
+        spool=Path(s.telegram.spool_path),
     )
     rt.aggregator = aggregator
-    async with telegram_gateway(s, rt.clock) as gateway, asyncio.TaskGroup() as tg:
+    async with telegram_gateway(s, rt.clock, stop) as gateway, asyncio.TaskGroup() as tg:
         listener = TelegramListener(
             gateway=gateway,
             aggregator=aggregator,
@@ -161,9 +173,13 @@ async def run_aggregator(rt: Runtime, market: MarketValidator, stop: asyncio.Eve
             metrics=rt.metrics,
         )
         rt.listener = listener
-        sup = {"stop": stop, "clock": rt.clock, "metrics": rt.metrics}
-        tg.create_task(supervise("pipeline", lambda: aggregator.run(stop), **sup))  # type: ignore[arg-type]
-        tg.create_task(supervise("telegram", lambda: listener.run(stop), **sup))  # type: ignore[arg-type]
+        for name, loop in (
+            ("pipeline", lambda: aggregator.run(stop)),
+            ("telegram", lambda: listener.run(stop)),
+        ):
+            tg.create_task(
+                supervise(name, loop, stop=stop, clock=rt.clock, metrics=rt.metrics), name=name
+            )
 
 
 async def run_scorer(rt: Runtime, market: MarketValidator, stop: asyncio.Event) -> None:

@@ -136,6 +136,8 @@ class TelegramSettings:
     queue_size: int = setting(1000, validator=positive)
     workers: int = setting(4, validator=positive)
     buffer_size: int = setting(10000, validator=positive)
+    #: Mentions still waiting at shutdown are saved here and taken back at the next start.
+    spool_path: str = setting("callsbot-spool.jsonl")
     catch_up: bool = setting(True)
     seen_ttl_seconds: int = setting(7200, validator=positive)
     #: A recorded session to play instead of connecting to Telegram (demo, tests).

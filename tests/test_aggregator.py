@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import attrs
 import pytest
@@ -195,3 +196,61 @@ async def test_a_full_buffer_is_loud_and_counted(
         assert outcomes == ["buffered", "buffered", "rejected:buffer_full"]
         assert r.sample("callsbot_buffer_overflow_total") == 1
         assert "STORE BUFFER FULL" in caplog.text
+
+
+async def test_what_waits_at_shutdown_is_spooled_and_written_by_the_next_start(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    import asyncio
+
+    spool = tmp_path / "spool.jsonl"
+    server = RedisServer()  # not started yet: the store is down for the first run
+    async with make_redis_store(server.url, clock) as store, rig(clock, store) as r:
+        for i in range(3):
+            r.dex.add_token(mint(i))
+        r.dex.fail_next(500)  # mint(2)'s first lookup fails: deferred
+        first = Aggregator(
+            settings=r.aggregator._settings,
+            store=store,
+            market=r.aggregator._market,
+            clock=clock,
+            metrics=r.metrics,
+            spool=spool,
+        )
+        await first.process(msg(f"CA: {mint(2)}", message_id=2, ts=T0 - 2))
+        for i in range(2):
+            await first.process(msg(f"CA: {mint(i)}", message_id=i, ts=T0 - i))
+        assert (first.buffered, first.deferred) == (2, 1)
+        stop = asyncio.Event()
+        stop.set()
+        await first.run(stop)  # stops at once, with the store still down
+        assert (spool.stat().st_mode & 0o777) == 0o600
+        assert len(spool.read_text().splitlines()) == 3
+
+        server.start()
+        try:
+            second = Aggregator(
+                settings=r.aggregator._settings,
+                store=store,
+                market=r.aggregator._market,
+                clock=clock,
+                metrics=r.metrics,
+                spool=spool,
+            )
+            stop = asyncio.Event()
+            task = asyncio.create_task(second.run(stop))
+            await asyncio.sleep(0)
+            while second.buffered or second.deferred:
+                await second.flush_buffer()
+                await second.retry_deferred()
+            stop.set()
+            await task
+            assert not spool.exists()
+            assert await store.groups(mint(0)) == {"@alpha": T0}
+            assert await store.counts([mint(0), mint(1), mint(2)]) == {
+                mint(0): 1,
+                mint(1): 1,
+                mint(2): 1,
+            }
+        finally:
+            server.stop()
