@@ -93,7 +93,6 @@ class Mention:
     group: str
     ts: int
     claim_key: str
-    claimed: bool = False
 
 
 @attrs.frozen
@@ -153,6 +152,8 @@ class Aggregator:
         self._queue: asyncio.Queue[IncomingMessage] = asyncio.Queue(maxsize=self._tg.queue_size)
         self._buffer: collections.deque[Mention] = collections.deque()
         self._deferred: collections.deque[Candidate] = collections.deque()
+        self._cursors: dict[int, int] = {}
+        self._flushing = asyncio.Lock()
         self._wake = asyncio.Event()
         self._overflow_logged = False
 
@@ -244,6 +245,7 @@ class Aggregator:
         """Wait until every queued message went through a worker, then try the buffer once."""
         await self._queue.join()
         await self.flush_buffer()
+        await self.flush_cursors()
 
     async def _worker(self) -> None:
         while True:
@@ -299,8 +301,9 @@ class Aggregator:
             candidates.remove(c)
             results.append(self._reject(c, "evm_no_chain"))
         results += await self._handle(candidates)
-        if self._settings.telegram.catch_up and message.source in ("live", "catch_up"):
-            await self._advance_cursor(message)
+        if message.source in ("live", "catch_up"):
+            seen = self._cursors.get(message.chat_id, 0)
+            self._cursors[message.chat_id] = max(seen, message.message_id)
         self._metrics.pipeline_latency.observe(max(0.0, self._clock.time() - started))
         return results
 
@@ -384,18 +387,22 @@ class Aggregator:
         return self._recorded(c, outcome, count)
 
     async def _write(self, mention: Mention) -> tuple[str, int | None]:
-        """Claim then record; ``buffered`` means the caller must keep ``mention``."""
+        """Claim and record in one round trip; ``buffered``: the caller must keep ``mention``."""
         try:
-            if not mention.claimed:
-                won = await self._store.claim(mention.claim_key, self._tg.seen_ttl_seconds)
-                if not won:
-                    self._metrics.mentions_rejected.labels("duplicate").inc()
-                    return "duplicate", None
-            count = await self._store.record(mention.token, mention.group, mention.ts)
+            count = await self._store.record_once(
+                mention.token,
+                mention.group,
+                mention.ts,
+                claim=mention.claim_key,
+                ttl=self._tg.seen_ttl_seconds,
+            )
         except StoreError as exc:
             self._metrics.store_errors.labels("record").inc()
             log.warning("store unavailable, buffering %s: %s", short(mention.token), exc)
             return "buffered", None
+        if count is None:
+            self._metrics.mentions_rejected.labels("duplicate").inc()
+            return "duplicate", None
         self._metrics.mentions_recorded.labels(mention.kind).inc()
         log.info(
             "mention %s %s groups=%d",
@@ -443,13 +450,14 @@ class Aggregator:
     async def flush_buffer(self) -> bool:
         """Write buffered mentions in order until the store fails again; True if any went."""
         progressed = False
-        while self._buffer:
-            mention = self._buffer[0]
-            outcome, _ = await self._write(mention)
-            if outcome == "buffered":
-                break
-            self._buffer.popleft()
-            progressed = True
+        async with self._flushing:  # the retry loop, drain() and callers may all try at once
+            while self._buffer:
+                mention = self._buffer[0]
+                outcome, _ = await self._write(mention)
+                if outcome == "buffered":
+                    break
+                self._buffer.popleft()
+                progressed = True
         self._metrics.buffer_size.set(len(self._buffer))
         if progressed and not self._buffer:
             log.info("store is back; buffered mentions written")
@@ -487,13 +495,21 @@ class Aggregator:
     def _recorded(self, c: Candidate, outcome: str, count: int | None) -> Recorded:
         return Recorded(c.address, c.kind, c.group, c.message_id, c.ts, outcome, count)
 
-    async def _advance_cursor(self, message: IncomingMessage) -> None:
-        try:
-            await self._store.advance_cursor(cursor_name(message.chat_id), message.message_id)
-        except StoreError:
-            # Catch-up is an optimisation over the dedupe claims; a missed cursor only means
-            # re-reading a little more history next time.
-            self._metrics.store_errors.labels("cursor").inc()
+    async def flush_cursors(self) -> None:
+        """Write the last processed message id of each chat (the catch-up cursors).
+
+        Called on the heartbeat, not per message: it keeps a round trip off the hot path, and a
+        cursor a few seconds behind only means catch-up re-reads a few messages, which the
+        per-message claims then skip.
+        """
+        pending, self._cursors = self._cursors, {}
+        for chat_id, message_id in pending.items():
+            try:
+                await self._store.advance_cursor(cursor_name(chat_id), message_id)
+            except StoreError:
+                self._metrics.store_errors.labels("cursor").inc()
+                current = self._cursors.get(chat_id, 0)
+                self._cursors[chat_id] = max(current, message_id)
 
 
 def cursor_name(chat_id: int) -> str:

@@ -134,7 +134,7 @@ class TelegramSettings:
     skip_own: bool = setting(True)
     resolve_retry_seconds: float = setting(300.0, validator=positive)
     queue_size: int = setting(1000, validator=positive)
-    workers: int = setting(4, validator=positive)
+    workers: int = setting(32, validator=positive)
     buffer_size: int = setting(10000, validator=positive)
     #: Mentions still waiting at shutdown are saved here and taken back at the next start.
     spool_path: str = setting("callsbot-spool.jsonl")

@@ -7,7 +7,7 @@ in ``docs/extraction.md``. Nothing here does I/O; Telethon is only touched by du
 from __future__ import annotations
 
 import bisect
-import itertools
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
@@ -93,7 +93,15 @@ class Extraction:
 
 _B58_RUN = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}")
 _EVM_RUN = re.compile(r"0x[0-9a-fA-F]{40}")
-_ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
+#: Whole alphanumeric runs long enough to be an address (shorter runs never are). The
+#: lookbehind starts a match only at a run's first character, so the scan stays linear.
+_LONG_ALNUM_RUN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{32,}")
+
+
+@functools.lru_cache(maxsize=8192)
+def _decodes_to_32_bytes(s: str) -> bool:
+    # Groups repeat the same few addresses all day; the pure-Python decode is the slow part.
+    return len(base58.b58decode(s)) == 32
 
 
 def is_solana_address(s: str) -> bool:
@@ -108,7 +116,7 @@ def is_solana_address(s: str) -> bool:
     """
     if not isinstance(s, str) or _B58_RUN.fullmatch(s) is None:
         return False
-    return len(base58.b58decode(s)) == 32
+    return _decodes_to_32_bytes(s)
 
 
 def is_evm_address(s: str) -> bool:
@@ -342,9 +350,9 @@ _BARE_DOMAINS = (
     "x.com",
     "twitter.com",
 )
-_BARE_HOST_RE = re.compile(
-    "(?i)(?:" + "|".join(re.escape(d) for d in _BARE_DOMAINS) + ")/",
-)
+#: A whole run of host characters followed by "/": where a bare link can start. Starting
+#: only at a run's first character, possessively, keeps it linear on long runs without "/".
+_HOST_SLASH_RE = re.compile(r"(?<![A-Za-z0-9.\-])[A-Za-z0-9.\-]++/")
 
 _DEX_CHAINS = {"solana": "solana", "ethereum": "ethereum", "base": "base", "bsc": "bsc"}
 _GMGN_CHAINS = {"sol": "solana", "eth": "ethereum", "base": "base", "bsc": "bsc"}
@@ -459,6 +467,7 @@ def _known_host_slots(
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # the same links are posted again and again
 def _classify_url(raw: str) -> _UrlInfo:
     decoded = _delete_cf(unquote(raw))
     scheme, sep, _ = decoded.partition("://")
@@ -491,22 +500,54 @@ def _classify_url(raw: str) -> _UrlInfo:
 # --------------------------------------------------------------------------------------------
 # Normalisation
 
+#: Every address is a whole alphanumeric run of at least 32 characters.
+_LONG_RUN = re.compile(r"[A-Za-z0-9]{32}")
+
+
+def _cannot_hold_address(text: str, entities: Sequence[Entity]) -> bool:
+    """A cheap proof that ``extract`` would find nothing; most chatter ends here.
+
+    Without a hidden URL or a percent escape, the only text that is scanned is ``text`` with its
+    Cf characters deleted (they are non-ASCII, so ASCII text needs no deleting); no run of 32
+    alphanumerics there means no candidate at all.
+    """
+    if "%" in text or any(e.type in ("text_url", "text_link") and e.url for e in entities):
+        return False
+    plain = text if text.isascii() else _delete_cf(text)
+    return _LONG_RUN.search(plain) is None
+
+
+def _cf_class() -> str:
+    # Every Cf character of this Python's Unicode database lives in planes 0, 1 and 14
+    # (tests/test_extract_properties.py checks that against the whole range).
+    planes = (range(0x20000), range(0xE0000, 0xE1000))
+    ranges: list[list[int]] = []
+    for c in (c for plane in planes for c in plane if unicodedata.category(chr(c)) == "Cf"):
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    # Ranges, not single characters: sre tests a short range list far faster than a long set.
+    return "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in ranges)
+
+
+#: Invisible format characters (Unicode category Cf), deleted before scanning.
+_CF_RE = re.compile(f"[{_cf_class()}]")
+
 
 def _delete_cf(text: str) -> str:
-    cf = {c for c in set(text) if unicodedata.category(c) == "Cf"}
-    if not cf:
-        return text
-    return text.translate(dict.fromkeys(map(ord, cf)))
+    return _CF_RE.sub("", text) if _CF_RE.search(text) else text
 
 
 class _Normalised:
     """Plain text with hidden URLs inserted and Cf characters deleted, plus URL spans."""
 
     def __init__(self, text: str, entities: Sequence[Entity]) -> None:
-        to_index = _utf16_mapper(text)
+        to_index = _utf16_mapper(text) if entities else None
         inserts: list[tuple[int, int, str]] = []
         url_entities: list[tuple[int, int]] = []
         for order, ent in enumerate(entities):
+            assert to_index is not None
             try:
                 start = to_index(ent.offset)
                 end = to_index(ent.offset + max(ent.length, 0))
@@ -545,10 +586,9 @@ class _Normalised:
         visible = [(shifted(s, False), shifted(e, True)) for s, e in url_entities]
 
         # Step 2: delete Cf characters, mapping the spans through the deletion.
-        cf = {c for c in set(expanded) if unicodedata.category(c) == "Cf"}
-        if cf:
-            gone = [i for i, c in enumerate(expanded) if c in cf]
-            self.text = expanded.translate(dict.fromkeys(map(ord, cf)))
+        gone = [m.start() for m in _CF_RE.finditer(expanded)]
+        if gone:
+            self.text = _CF_RE.sub("", expanded)
 
             def squeeze(p: int) -> int:
                 return p - bisect.bisect_left(gone, p)
@@ -561,10 +601,9 @@ class _Normalised:
 
 
 def _utf16_mapper(text: str) -> _IndexMapper:
-    if _ASTRAL_RE.search(text) is None:
-        return _IndexMapper(None, len(text))
-    units = list(itertools.accumulate((2 if ord(c) > 0xFFFF else 1 for c in text), initial=0))
-    return _IndexMapper(units, len(text))
+    # UTF-16 offset of each astral character (it takes two units): index + astral ones before.
+    starts = [m.start() + k for k, m in enumerate(_ASTRAL_RE.finditer(text))]
+    return _IndexMapper(starts, len(text))
 
 
 _ASTRAL_RE = re.compile("[\U00010000-\U0010ffff]")
@@ -573,8 +612,8 @@ _ASTRAL_RE = re.compile("[\U00010000-\U0010ffff]")
 class _IndexMapper:
     """Maps a UTF-16 offset to a Python string index (clamped; mid-surrogate rounds up)."""
 
-    def __init__(self, units: list[int] | None, n: int) -> None:
-        self._units = units
+    def __init__(self, astral_starts: list[int], n: int) -> None:
+        self._astral = astral_starts
         self._n = n
 
     def __call__(self, offset: int) -> int:
@@ -582,9 +621,11 @@ class _IndexMapper:
             raise TypeError(offset)
         if offset <= 0:
             return 0
-        if self._units is None:
-            return min(offset, self._n)
-        return min(bisect.bisect_left(self._units, offset), self._n)
+        before = bisect.bisect_left(self._astral, offset)
+        index = offset - before
+        if before and self._astral[before - 1] == offset - 1:
+            index += 1  # the offset points between the two halves of a surrogate pair
+        return min(index, self._n)
 
 
 def _url_spans(
@@ -608,7 +649,9 @@ def _url_spans(
     for m in _SCHEME_URL_RE.finditer(text):
         add(m.start(), m.end())
     bare_end = 0
-    for m in _BARE_HOST_RE.finditer(text):
+    for m in _HOST_SLASH_RE.finditer(text):
+        if not m.group()[:-1].lower().endswith(_BARE_DOMAINS):
+            continue
         start = m.start()
         # Skip hosts inside an earlier URL before measuring the tail: re-measuring would make
         # "x.com/?x.com/?x.com/…" quadratic.
@@ -662,7 +705,7 @@ class _Evidence:
 
 def _candidates(text: str) -> Iterator[tuple[int, str, bool]]:
     """Whole alphanumeric runs of ``text`` that are addresses: (start, canonical form, is_evm)."""
-    for m in _ALNUM_RUN.finditer(text):
+    for m in _LONG_ALNUM_RUN.finditer(text):
         run = m.group()
         if len(run) == 42 and is_evm_address(run):
             yield m.start(), run.lower(), True
@@ -693,7 +736,10 @@ def extract(text: str, entities: Sequence[Entity] = (), *, max_addresses: int = 
     if max_addresses < 0:
         raise ValueError("max_addresses must be >= 0")
     # Telethon MessageEntity* objects are accepted too, so extract(m.message, m.entities) works.
-    norm = _Normalised(text or "", _to_entities(entities))
+    converted = _to_entities(entities)
+    if _cannot_hold_address(text or "", converted):
+        return Extraction()
+    norm = _Normalised(text or "", converted)
     ntext = norm.text
     evidence: dict[str, _Evidence] = {}
 
@@ -727,7 +773,6 @@ def extract(text: str, entities: Sequence[Entity] = (), *, max_addresses: int = 
                     evidence[address].link_chains.add(link_chain)
     masked.append(ntext[prev:])
     label_text = "".join(masked)
-    hints |= _text_chain_hints(label_text)
 
     for pos, address, is_evm in _candidates(label_text):
         label = _label_before(label_text, pos)
@@ -735,6 +780,8 @@ def extract(text: str, entities: Sequence[Entity] = (), *, max_addresses: int = 
         if is_evm:
             evidence[address].label_chains |= label.chains
 
+    if any(ev.is_evm for ev in evidence.values()):  # hints only ever name an EVM chain
+        hints |= _text_chain_hints(label_text)
     return _decide(evidence, hints, max_addresses)
 
 

@@ -202,3 +202,15 @@ def test_backtracking_bait_finishes() -> None:
     ]
     for text in bait:
         _check_well_formed(extract(text))
+
+
+def test_the_cf_class_covers_every_cf_character_of_this_unicode_database() -> None:
+    import sys
+    import unicodedata
+
+    from callsbot.extract import _CF_RE
+
+    every_cf = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
+    assert every_cf
+    assert all(_CF_RE.fullmatch(c) for c in every_cf)
+    assert _CF_RE.search("plain ascii, кириллица, 中文, 🚀") is None

@@ -263,6 +263,7 @@ class TelegramListener:
 
     async def tick(self) -> None:
         """One watch step: heartbeat while connected; catch up after a (re)connect."""
+        await self._aggregator.flush_cursors()
         connected = self._gateway.is_connected()
         if connected and not self._was_connected:
             await self.catch_up()

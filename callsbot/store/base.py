@@ -61,6 +61,26 @@ class SignalStore(abc.ABC):
             StoreError: the write may not have happened.
         """
 
+    async def record_once(
+        self, token: str, group: str, ts: float, *, claim: str, ttl: int
+    ) -> int | None:
+        """:meth:`claim` ``claim`` for ``ttl`` seconds and, if this caller won, :meth:`record`.
+
+        The aggregator's write of one mention: "this message's address was counted" and the
+        count itself. A backend may send both in one round trip and apply the record even for a
+        lost claim, since recording the same (token, group, ts) again changes nothing.
+
+        Returns:
+            The group count after the write, or ``None`` when the claim was already taken (the
+            mention was recorded before).
+
+        Raises:
+            StoreError: neither may have happened; retrying is safe.
+        """
+        if not await self.claim(claim, ttl):
+            return None
+        return await self.record(token, group, ts)
+
     @abc.abstractmethod
     async def groups(self, token: str) -> dict[str, int]:
         """Groups that called ``token`` within the window, mapped to their latest timestamp.

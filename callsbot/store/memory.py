@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from callsbot.clock import Clock
+from callsbot.clock import Clock, unix_seconds
 from callsbot.store.base import SignalStore
 
-#: Sweep expired tokens out of memory after this many writes, so tokens that are never
-#: mentioned again do not accumulate for ever.
+#: Claims are swept of expired entries once there are this many (then at each doubling).
 _SWEEP_EVERY = 4096
 
 
@@ -23,8 +22,9 @@ class MemoryStore(SignalStore):
         self._tokens: dict[str, dict[str, int]] = {}
         self._beats: dict[str, tuple[int, float]] = {}
         self._claims: dict[str, float] = {}
+        self._claims_sweep_at = _SWEEP_EVERY
         self._cursors: dict[str, int] = {}
-        self._writes = 0
+        self._swept_at = 0
 
     def _live(self, token: str, cutoff: int) -> dict[str, int]:
         members = self._tokens.get(token)
@@ -33,18 +33,23 @@ class MemoryStore(SignalStore):
         return {g: ts for g, ts in members.items() if ts > cutoff}
 
     async def record(self, token: str, group: str, ts: float) -> int:
-        now = self.now()
+        # The hot path of the in-process store: no extra frames, no throw-away dict.
+        now = unix_seconds(self.clock)
         cutoff = now - self.window
         stamp = min(int(ts), now)
-        members = self._tokens.setdefault(token, {})
+        members = self._tokens.get(token)
+        if members is None:
+            members = self._tokens[token] = {}
         if stamp > members.get(group, cutoff):
             members[group] = stamp
         for g in [g for g, t in members.items() if t <= cutoff]:
             del members[g]
         if not members:
             del self._tokens[token]
-        self._writes += 1
-        if self._writes % _SWEEP_EVERY == 0:
+        if now - self._swept_at >= self.window // 10:
+            # Time-based, not count-based: a full scan at 100k tokens costs tens of ms, so it
+            # runs a few times per window however fast mentions arrive.
+            self._swept_at = now
             self._sweep(cutoff)
         return len(members)
 
@@ -84,8 +89,11 @@ class MemoryStore(SignalStore):
         expires = self._claims.get(key)
         if expires is not None and expires > now:
             return False
-        if len(self._claims) > _SWEEP_EVERY:
+        if len(self._claims) >= self._claims_sweep_at:
             self._claims = {k: e for k, e in self._claims.items() if e > now}
+            # Sweep again only once the live claims have doubled: a sweep on every claim past
+            # a fixed size made each claim cost O(live claims).
+            self._claims_sweep_at = max(_SWEEP_EVERY, 2 * len(self._claims))
         self._claims[key] = now + ttl
         return True
 

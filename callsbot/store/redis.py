@@ -30,7 +30,8 @@ end
 return tonumber(cur)
 """
 
-_Pending = tuple[str, str, int, "asyncio.Future[int]"]
+#: token, group, clamped ts, optional (claim key, ttl), the caller's future.
+_Pending = tuple[str, str, int, "tuple[str, int] | None", "asyncio.Future[int | None]"]
 
 
 def build_client(
@@ -61,9 +62,10 @@ def build_client(
 class RedisStore(SignalStore):
     """A :class:`SignalStore` in Redis (layout in :mod:`callsbot.store.keys`).
 
-    Concurrent :meth:`record` calls are coalesced: whatever arrives while one write is in flight
-    goes out together in the next MULTI/EXEC. Each mention is still written atomically and in
-    one round trip, and each caller gets its own count back.
+    Concurrent :meth:`record` and :meth:`record_once` calls are coalesced: whatever arrives while
+    one write is in flight goes out together in the next MULTI/EXEC. Each mention (with its
+    claim) is still written atomically and in one round trip, and each caller gets its own
+    answer back.
 
     Args:
         client: a redis.asyncio client with ``decode_responses=True`` (see :func:`build_client`).
@@ -87,10 +89,22 @@ class RedisStore(SignalStore):
     # -- mentions ------------------------------------------------------------------------------
 
     async def record(self, token: str, group: str, ts: float) -> int:
+        count = await self._enqueue(token, group, ts, None)
+        assert count is not None  # only a claim can answer None
+        return count
+
+    async def record_once(
+        self, token: str, group: str, ts: float, *, claim: str, ttl: int
+    ) -> int | None:
+        return await self._enqueue(token, group, ts, (claim, ttl))
+
+    async def _enqueue(
+        self, token: str, group: str, ts: float, claim: tuple[str, int] | None
+    ) -> int | None:
         if self._closed:
             raise StoreError("store is closed")
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((token, group, self._clamp(ts), fut))
+        fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((token, group, self._clamp(ts), claim, fut))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="redis-store-flush")
         return await fut
@@ -102,10 +116,13 @@ class RedisStore(SignalStore):
                 del self._pending[:_MAX_BATCH]
                 try:
                     results = await self._write(batch)
-                except StoreError as exc:
+                except Exception as exc:
+                    # Whatever went wrong, every waiting caller must hear of it: a future left
+                    # pending would hang its mention for ever.
+                    error = exc if isinstance(exc, StoreError) else StoreError(repr(exc))
                     for *_, fut in batch:
                         if not fut.done():
-                            fut.set_exception(exc)
+                            fut.set_exception(error)
                     continue
                 for (*_, fut), count in zip(batch, results, strict=True):
                     if not fut.done():
@@ -113,11 +130,13 @@ class RedisStore(SignalStore):
         finally:
             self._flusher = None
 
-    async def _write(self, batch: list[_Pending]) -> list[int]:
+    async def _write(self, batch: list[_Pending]) -> list[int | None]:
         now = self.now()
         cutoff = now - self.window
         pipe = self._redis.pipeline(transaction=True)
-        for token, group, stamp, _ in batch:
+        for token, group, stamp, claim, _ in batch:
+            if claim is not None:
+                pipe.set(keys.claim(claim[0]), 1, nx=True, ex=claim[1])
             key = keys.token(token)
             pipe.zadd(key, {group: stamp}, gt=True)
             pipe.zremrangebyscore(key, "-inf", cutoff)
@@ -126,8 +145,13 @@ class RedisStore(SignalStore):
             pipe.zadd(keys.ACTIVE, {token: stamp}, gt=True)
         pipe.zremrangebyscore(keys.ACTIVE, "-inf", cutoff)
         pipe.expire(keys.ACTIVE, self.window)
-        replies = await self._run(pipe.execute(), "record")
-        return [int(replies[i * 5 + 3]) for i in range(len(batch))]
+        replies = iter(await self._run(pipe.execute(), "record"))
+        counts: list[int | None] = []
+        for *_, claim, _fut in batch:
+            won = bool(next(replies)) if claim is not None else True
+            _zadd, _trim, _expire, card, _active = (next(replies) for _ in range(5))
+            counts.append(int(card) if won else None)
+        return counts
 
     async def groups(self, token: str) -> dict[str, int]:
         cutoff = self.now() - self.window

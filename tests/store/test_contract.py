@@ -124,6 +124,21 @@ class TestSignalStoreContract:
             clock.advance(61)
             assert await store.claim("k", 60) is True
 
+    async def test_record_once_counts_a_message_once(self, store: SignalStore) -> None:
+        key = "msg:-100:7:TokA"
+        assert await store.record_once("TokA", "@g1", T0 - 5, claim=key, ttl=60) == 1
+        assert await store.record_once("TokA", "@g1", T0 - 5, claim=key, ttl=60) is None
+        assert await store.record_once("TokA", "@g2", T0, claim="msg:-200:1:TokA", ttl=60) == 2
+        assert await store.groups("TokA") == {"@g1": T0 - 5, "@g2": T0}
+        assert await store.claim(key, 60) is False
+
+    async def test_record_once_raced_by_fifty_tasks(self, store: SignalStore) -> None:
+        results = await asyncio.gather(
+            *(store.record_once("TokA", "@g1", T0, claim="msg:1:1:TokA", ttl=60) for _ in range(50))
+        )
+        assert results.count(1) == 1
+        assert results.count(None) == 49
+
     async def test_concurrent_writers(self, store: SignalStore) -> None:
         groups = [f"@g{i}" for i in range(20)]
         tokens = [f"Tok{i}" for i in range(25)]
