@@ -1,0 +1,651 @@
+"""The benchmark cases. Each returns :class:`~bench.report.Row` values.
+
+Every speed is a ratio against a baseline measured in the same run on the same machine (and,
+for Redis, the same server). Subject and baseline are run alternately ``rounds`` times and the
+best run of each is kept, so a hiccup of the shared 2-core machine hurts neither side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import random
+import re
+import sys
+import time
+from collections.abc import Sequence
+
+import attrs
+import redis.asyncio as aioredis
+
+from bench.messages import Message, Universe, generate, random_address
+from bench.report import Row, Target
+from bench.timing import atimed, percentile, timed
+from callsbot.aggregator import Aggregator, IncomingMessage, Recorded
+from callsbot.clock import SystemClock
+from callsbot.config import Settings
+from callsbot.extract import extract
+from callsbot.localapi.dexscreener import FakeDexScreener
+from callsbot.market.gate import open_market
+from callsbot.metrics import Metrics
+from callsbot.store import keys
+from callsbot.store.memory import MemoryStore
+from callsbot.store.redis import RedisStore, build_client
+
+WINDOW = 3600
+GROUPS = tuple(f"@call_group_{i:02d}" for i in range(30))
+
+
+@attrs.frozen
+class Config:
+    redis_url: str
+    e2e_seconds: float = 20.0
+    e2e_rate: float = 1000.0
+    rounds: int = 5
+    seed: int = 20241125
+
+
+def _store_client(url: str) -> aioredis.Redis:
+    """The client ``open_store`` builds, with the default ``[store]`` settings."""
+    s = Settings().store
+    return build_client(
+        url,
+        connect_timeout=s.connect_timeout,
+        socket_timeout=s.socket_timeout,
+        retries=s.retries,
+        health_check_interval=s.health_check_interval,
+    )
+
+
+def _raw_client(url: str) -> aioredis.Redis:
+    """A plain redis.asyncio client: the ceiling side of the Redis cases."""
+    client: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+    return client
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Extraction
+
+
+def case_extraction(cfg: Config) -> list[Row]:
+    rng = random.Random(cfg.seed)
+    universe = Universe.make(rng, 200, 100)
+    messages = generate(rng, 10_000, universe)
+    texts = [m.text for m in messages]
+    rx = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}")
+
+    def subject() -> None:
+        for m in messages:
+            extract(m.text, m.entities)
+
+    def baseline() -> None:
+        found: list[str] = []
+        for text in texts:
+            for match in rx.finditer(text):
+                found.append(match.group())
+
+    best_s = best_b = float("inf")
+    for _ in range(cfg.rounds):
+        best_b = min(best_b, timed(baseline))
+        best_s = min(best_s, timed(subject))
+    with_address = sum(1 for m in messages if m.kind != "chatter")
+    return [
+        Row(
+            "1",
+            "extract() over 10,000 mixed messages",
+            len(messages) / best_s,
+            "msg/s",
+            len(messages) / best_b,
+            target=Target(">=", 0.10),
+            note=f"{with_address} of {len(messages)} messages name an address; baseline: "
+            "one compiled base58 regex finditer",
+        )
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Redis writes
+
+
+async def case_redis_writes(cfg: Config) -> list[Row]:
+    rng = random.Random(cfg.seed + 2)
+    tokens = [random_address(rng) for _ in range(1000)]
+    mentions = [(rng.choice(tokens), rng.choice(GROUPS)) for _ in range(20_000)]
+    tasks = 50
+    per_pipeline = 100
+    chunks = [mentions[i::tasks] for i in range(tasks)]
+    store = RedisStore(_store_client(cfg.redis_url), window=WINDOW, clock=SystemClock())
+    raw = _raw_client(cfg.redis_url)
+
+    async def subject() -> None:
+        ts = int(time.time())
+
+        async def one(chunk: Sequence[tuple[str, str]]) -> None:
+            for token, group in chunk:
+                await store.record(token, group, ts)
+
+        await asyncio.gather(*(one(c) for c in chunks))
+
+    async def baseline() -> None:
+        ts = int(time.time())
+        cutoff = ts - WINDOW
+        for i in range(0, len(mentions), per_pipeline):
+            pipe = raw.pipeline(transaction=False)
+            for token, group in mentions[i : i + per_pipeline]:
+                key = keys.token(token)
+                pipe.zadd(key, {group: ts}, gt=True)
+                pipe.zremrangebyscore(key, "-inf", cutoff)
+                pipe.expire(key, WINDOW)
+                pipe.zcard(key)
+                pipe.zadd(keys.ACTIVE, {token: ts}, gt=True)
+            await pipe.execute()
+
+    try:
+        await raw.ping()
+        await store.ping()
+        best_s = best_b = float("inf")
+        for _ in range(cfg.rounds):
+            await raw.flushall()
+            best_b = min(best_b, await atimed(baseline))
+            await raw.flushall()
+            best_s = min(best_s, await atimed(subject))
+    finally:
+        await store.aclose()
+        await raw.aclose()
+    n = len(mentions)
+    return [
+        Row(
+            "2",
+            f"RedisStore.record(), {tasks} concurrent tasks",
+            n / best_s,
+            "mentions/s",
+            n / best_b,
+            target=Target(">=", 0.8),
+            note=f"baseline: raw redis.asyncio, {per_pipeline} mentions' commands per pipeline "
+            "(no MULTI), sequential",
+        )
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Redis reads
+
+
+async def case_redis_reads(cfg: Config) -> list[Row]:
+    rng = random.Random(cfg.seed + 3)
+    tokens = [random_address(rng) for _ in range(100)]
+    calls = 300
+    store = RedisStore(_store_client(cfg.redis_url), window=WINDOW, clock=SystemClock())
+    raw = _raw_client(cfg.redis_url)
+
+    async def subject() -> None:
+        for _ in range(calls):
+            await store.counts(tokens)
+
+    async def baseline() -> None:
+        token_keys = [keys.token(t) for t in tokens]
+        for _ in range(calls):
+            cutoff = f"({int(time.time()) - WINDOW}"
+            pipe = raw.pipeline(transaction=False)
+            for key in token_keys:
+                pipe.zcount(key, cutoff, "+inf")
+            await pipe.execute()
+
+    try:
+        await raw.flushall()
+        ts = int(time.time())
+        await asyncio.gather(
+            *(store.record(t, g, ts) for t in tokens for g in rng.sample(GROUPS, 3))
+        )
+        best_s = best_b = float("inf")
+        for _ in range(cfg.rounds):
+            best_b = min(best_b, await atimed(baseline))
+            best_s = min(best_s, await atimed(subject))
+        await raw.flushall()
+    finally:
+        await store.aclose()
+        await raw.aclose()
+    n = calls * len(tokens)
+    return [
+        Row(
+            "3",
+            "RedisStore.counts() of 100 tokens",
+            n / best_s,
+            "tokens/s",
+            n / best_b,
+            target=Target(">=", 0.8),
+            note="baseline: raw pipelined ZCOUNT of the same 100 keys",
+        )
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# 4. MemoryStore
+
+
+def _plain_record(
+    data: dict[str, dict[str, int]], mentions: Sequence[tuple[str, str, int]], window: int
+) -> None:
+    """The window logic of a record, inline over a dict of dicts."""
+    for token, group, ts in mentions:
+        now = int(time.time())
+        cutoff = now - window
+        stamp = min(ts, now)
+        members = data.setdefault(token, {})
+        if stamp > members.get(group, cutoff):
+            members[group] = stamp
+        for g in [g for g, t in members.items() if t <= cutoff]:
+            del members[g]
+        if not members:
+            del data[token]
+        len(members)
+
+
+def _plain_counts(
+    data: dict[str, dict[str, int]], tokens: Sequence[str], window: int, calls: int
+) -> None:
+    for _ in range(calls):
+        cutoff = int(time.time()) - window
+        result: dict[str, int] = {}
+        for token in tokens:
+            members = data.get(token)
+            result[token] = sum(1 for t in members.values() if t > cutoff) if members else 0
+
+
+async def case_memory_store(cfg: Config) -> list[Row]:
+    rng = random.Random(cfg.seed + 4)
+    tokens = [random_address(rng) for _ in range(10_000)]
+    ts = int(time.time())
+    mentions = [(rng.choice(tokens), rng.choice(GROUPS), ts) for _ in range(200_000)]
+    asked = rng.sample(tokens, 100)
+    calls = 2000
+
+    best = {"rs": float("inf"), "rb": float("inf"), "cs": float("inf"), "cb": float("inf")}
+    for _ in range(cfg.rounds):
+        plain: dict[str, dict[str, int]] = {}
+        best["rb"] = min(best["rb"], timed(lambda d=plain: _plain_record(d, mentions, WINDOW)))
+        store = MemoryStore(window=WINDOW, clock=SystemClock())
+
+        async def record_all(s: MemoryStore = store) -> None:
+            for token, group, stamp in mentions:
+                await s.record(token, group, stamp)
+
+        best["rs"] = min(best["rs"], await atimed(record_all))
+        best["cb"] = min(best["cb"], timed(lambda d=plain: _plain_counts(d, asked, WINDOW, calls)))
+
+        async def count_all(s: MemoryStore = store) -> None:
+            for _ in range(calls):
+                await s.counts(asked)
+
+        best["cs"] = min(best["cs"], await atimed(count_all))
+    n_counts = calls * len(asked)
+    return [
+        Row(
+            "4",
+            "MemoryStore.record()",
+            len(mentions) / best["rs"],
+            "ops/s",
+            len(mentions) / best["rb"],
+            target=Target(">=", 0.5),
+            note="baseline: inline dict-of-dicts loop, same window logic, no coroutine",
+        ),
+        Row(
+            "4",
+            "MemoryStore.counts() of 100 tokens",
+            n_counts / best["cs"],
+            "tokens/s",
+            n_counts / best["cb"],
+            target=Target(">=", 0.5),
+            note="baseline: inline dict-of-dicts loop, same window logic, no coroutine",
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# 5. End to end
+
+#: The message a worker is processing, so the timed store knows whose mention it recorded.
+_CURRENT: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar("bench_message")
+
+
+class LatencyProbe:
+    """Submit times per message and handler-entry → record-done latencies per mention."""
+
+    def __init__(self) -> None:
+        self.submitted: dict[tuple[int, int], float] = {}
+        self.latencies: list[float] = []
+        self.processed = 0
+        self.last_done = 0.0
+
+    def reset(self) -> None:
+        self.submitted.clear()
+        self.latencies.clear()
+        self.processed = 0
+
+    def recorded(self) -> None:
+        key = _CURRENT.get(None)
+        if key is not None and key in self.submitted:
+            self.latencies.append(time.perf_counter() - self.submitted[key])
+
+
+class _TimedRecord:
+    probe: LatencyProbe
+
+    async def record_once(
+        self, token: str, group: str, ts: float, *, claim: str, ttl: int
+    ) -> int | None:
+        count: int | None = await super().record_once(  # type: ignore[misc]
+            token, group, ts, claim=claim, ttl=ttl
+        )
+        self.probe.recorded()
+        return count
+
+
+class TimedMemoryStore(_TimedRecord, MemoryStore):
+    """A MemoryStore that reports each finished record_once() to its probe."""
+
+
+class TimedRedisStore(_TimedRecord, RedisStore):
+    """A RedisStore that reports each finished record_once() to its probe."""
+
+
+class TimedAggregator(Aggregator):
+    """Tags the worker's context with the message so record() can be matched to it."""
+
+    probe: LatencyProbe
+
+    async def process(self, message: IncomingMessage) -> list[Recorded]:
+        _CURRENT.set((message.chat_id, message.message_id))
+        try:
+            return await super().process(message)
+        finally:
+            self.probe.processed += 1
+            self.probe.last_done = time.perf_counter()
+
+
+def _incoming(i: int, m: Message, ts: int) -> IncomingMessage:
+    g = i % len(GROUPS)
+    return IncomingMessage(
+        chat_id=-1_001_000_000_000 - g,
+        group=GROUPS[g],
+        message_id=i,
+        ts=ts,
+        text=m.text,
+        entities=m.entities,
+    )
+
+
+async def _offer(
+    agg: Aggregator,
+    probe: LatencyProbe,
+    messages: Sequence[Message],
+    first: int,
+    rate: float,
+    seconds: float,
+) -> tuple[int, float]:
+    """Submit ``rate`` messages/s for ``seconds``, on schedule; (count, start time)."""
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    i = 0
+    while i < total:
+        due = min(total, int((time.perf_counter() - start) * rate) + 1)
+        while i < due:
+            n = first + i
+            msg = _incoming(n, messages[n % len(messages)], int(time.time()))
+            probe.submitted[(msg.chat_id, msg.message_id)] = time.perf_counter()
+            await agg.submit(msg)
+            i += 1
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+    return total, start
+
+
+def _serve(dex: FakeDexScreener, universe: Universe) -> None:
+    listed = set()
+    for i, pair in enumerate(universe.pairs):
+        dex.add_token(universe.pair_base(i), pair_address=pair)
+        listed.add(universe.pair_base(i))
+    for token in universe.tokens:
+        if token not in listed:
+            dex.add_token(token)
+
+
+async def _e2e_one(
+    cfg: Config, backend: str, dex: FakeDexScreener, universe: Universe, messages: list[Message]
+) -> list[Row]:
+    settings = Settings()
+    settings = attrs.evolve(settings, dexscreener=attrs.evolve(settings.dexscreener, url=dex.url))
+    metrics = Metrics.create()
+    probe = LatencyProbe()
+    clock = SystemClock()
+    store: TimedMemoryStore | TimedRedisStore
+    if backend == "redis":
+        store = TimedRedisStore(_store_client(cfg.redis_url), window=WINDOW, clock=clock)
+        await store.client.flushall()
+        await store.ping()
+    else:
+        store = TimedMemoryStore(window=WINDOW, clock=clock)
+    store.probe = probe
+    client, validator = await open_market(settings, clock=clock, metrics=metrics)
+    await validator.verdicts(universe.tokens)
+    await validator.resolve_pairs(universe.pairs)
+    agg = TimedAggregator(
+        settings=settings, store=store, market=validator, clock=clock, metrics=metrics
+    )
+    agg.probe = probe
+    stop = asyncio.Event()
+    runner = asyncio.create_task(agg.run(stop), name=f"bench-aggregator-{backend}")
+    try:
+        # One second of the same load first: connections, caches and allocators warm up.
+        warm, _ = await _offer(agg, probe, messages, 0, cfg.e2e_rate, 1.0)
+        await agg.drain()
+        probe.reset()
+        offered, start = await _offer(agg, probe, messages, warm, cfg.e2e_rate, cfg.e2e_seconds)
+        await agg.drain()
+        elapsed = probe.last_done - start
+        stop.set()
+        await runner
+    finally:
+        stop.set()
+        if not runner.done():
+            runner.cancel()
+        await validator.aclose()
+        await client.aclose()
+        if backend == "redis":
+            await store.client.flushall()
+        await store.aclose()
+    lat = sorted(probe.latencies)
+    achieved = probe.processed / elapsed
+    name = "Redis" if backend == "redis" else "memory"
+    p99_target = Target("<=", 5.0, on="value", label="p99 (ms)") if backend == "redis" else None
+    note = f"{len(lat)} mentions recorded from {probe.processed} messages"
+    return [
+        Row(
+            "5",
+            f"end to end, {name}: achieved rate",
+            achieved,
+            "msg/s",
+            float(offered) / cfg.e2e_seconds,
+            note=note + "; baseline = offered rate",
+        ),
+        Row("5", f"end to end, {name}: p50 submit→recorded", percentile(lat, 50) * 1e3, "ms"),
+        Row(
+            "5",
+            f"end to end, {name}: p99 submit→recorded",
+            percentile(lat, 99) * 1e3,
+            "ms",
+            target=p99_target,
+            note=f"max {lat[-1] * 1e3:.1f} ms",
+        ),
+    ]
+
+
+async def case_end_to_end(cfg: Config) -> list[Row]:
+    rng = random.Random(cfg.seed + 5)
+    universe = Universe.make(rng, 200, 100)
+    messages = generate(rng, 10_000, universe)
+    rows: list[Row] = []
+    async with FakeDexScreener() as dex:
+        _serve(dex, universe)
+        for backend in ("memory", "redis"):
+            rows += await _e2e_one(cfg, backend, dex, universe, messages)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Market requests
+
+
+async def case_market_requests(cfg: Config) -> list[Row]:
+    rng = random.Random(cfg.seed + 6)
+    universe = Universe.make(rng, 100, 1)
+    order = [universe.tokens[i % 100] for i in range(1000)]
+    rng.shuffle(order)
+    rows: list[Row] = []
+    async with FakeDexScreener() as dex:
+        for token in universe.tokens:
+            dex.add_token(token)
+        settings = Settings()
+        settings = attrs.evolve(
+            settings, dexscreener=attrs.evolve(settings.dexscreener, url=dex.url)
+        )
+
+        # a) through the pipeline: 1,000 messages, one CA each, submitted as one burst.
+        metrics = Metrics.create()
+        clock = SystemClock()
+        client, validator = await open_market(settings, clock=clock, metrics=metrics)
+        store = MemoryStore(window=WINDOW, clock=clock)
+        agg = Aggregator(
+            settings=settings, store=store, market=validator, clock=clock, metrics=metrics
+        )
+        stop = asyncio.Event()
+        runner = asyncio.create_task(agg.run(stop))
+        ts = int(time.time())
+        try:
+            for i, token in enumerate(order):
+                await agg.submit(_incoming(i, Message(f"🚀 new call\nCA: {token}"), ts))
+            await agg.drain()
+            stop.set()
+            await runner
+        finally:
+            stop.set()
+            await validator.aclose()
+            await client.aclose()
+        validated = len(await store.active_tokens())
+        pipeline_requests = len(dex.requests)
+        rows.append(
+            Row(
+                "6",
+                "market: HTTP requests per validated token (pipeline burst)",
+                pipeline_requests / max(validated, 1),
+                "req/token",
+                target=Target("<=", 0.1, on="value", label="req/token"),
+                note=f"{pipeline_requests} requests, {validated} tokens validated, "
+                f"{settings.telegram.workers} workers, 1,000 messages of 100 tokens",
+            )
+        )
+
+        # b) the validator alone: 1,000 concurrent verdict() calls (handlers asking at once).
+        dex.requests.clear()
+        metrics = Metrics.create()
+        client, validator = await open_market(settings, clock=clock, metrics=metrics)
+        try:
+            verdicts = await asyncio.gather(*(validator.verdict(t) for t in order))
+        finally:
+            await validator.aclose()
+            await client.aclose()
+        valid = len({v.token for v in verdicts if v.valid})
+        direct_requests = len(dex.requests)
+        rows.append(
+            Row(
+                "6",
+                "market: HTTP requests per validated token (1,000 concurrent verdict())",
+                direct_requests / max(valid, 1),
+                "req/token",
+                note=f"{direct_requests} requests, {valid} tokens validated; the validator's "
+                "own coalescing, for comparison (no target)",
+            )
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Memory
+
+
+async def case_memory(cfg: Config) -> list[Row]:
+    tokens, group_count = 100_000, 3
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.memprobe",
+        str(tokens),
+        str(group_count),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench.memprobe exited with {proc.returncode}")
+    probe = json.loads(out)
+    rows = [
+        Row(
+            "7",
+            "memory per (token, group): MemoryStore, RSS growth",
+            probe["bytes_per_member"],
+            "B",
+            note=f"{probe['members']:,} members; RSS "
+            f"{probe['rss_before'] / 2**20:.1f} → {probe['rss_after'] / 2**20:.1f} MiB",
+        )
+    ]
+
+    rng = random.Random(cfg.seed + 7)
+    groups = GROUPS[:group_count]
+    raw = _raw_client(cfg.redis_url)
+    try:
+        await raw.flushall()
+        before = int((await raw.info("memory"))["used_memory"])
+        ts = int(time.time())
+        sample: list[str] = []
+        for start in range(0, tokens, 1000):
+            pipe = raw.pipeline(transaction=False)
+            for i in range(start, start + 1000):
+                token = random_address(rng)
+                key = keys.token(token)
+                if i % 100 == 0:
+                    sample.append(key)
+                for group in groups:
+                    pipe.zadd(key, {group: ts}, gt=True)
+                pipe.expire(key, WINDOW)
+                pipe.zadd(keys.ACTIVE, {token: ts}, gt=True)
+            await pipe.execute()
+        after = int((await raw.info("memory"))["used_memory"])
+        pipe = raw.pipeline(transaction=False)
+        for key in sample:
+            pipe.memory_usage(key, samples=0)
+        usages = [int(u) for u in await pipe.execute()]
+        members = tokens * group_count
+        per_key = sum(usages) / len(usages)
+        rows.append(
+            Row(
+                "7",
+                "memory per (token, group): Redis, MEMORY USAGE of token keys",
+                per_key / group_count,
+                "B",
+                note=f"mean over {len(usages)} sampled keys: {per_key:.0f} B per key "
+                f"of {group_count} members",
+            )
+        )
+        rows.append(
+            Row(
+                "7",
+                "memory per (token, group): Redis, used_memory growth",
+                (after - before) / members,
+                "B",
+                note=f"{members:,} members; includes the active index and the key/expiry "
+                f"tables; {(after - before) / 2**20:.1f} MiB",
+            )
+        )
+        await raw.flushall()
+    finally:
+        await raw.aclose()
+    return rows
