@@ -110,6 +110,11 @@ async def until_stopped(stop: asyncio.Event, coro: Awaitable[None]) -> None:
     finally:
         for t in (task, stopper):
             t.cancel()
+        # Python 3.11's asyncio.wait_for (redis-py sends every command through it) swallows a
+        # cancellation that lands as its inner future completes (CPython gh-86296), and the
+        # loop then runs on until the grace is over: cancel again until it ends.
+        while not (await asyncio.wait({task}, timeout=0.1))[0]:
+            task.cancel()
         results = await asyncio.gather(task, stopper, return_exceptions=True)
     error = results[0]
     if isinstance(error, BaseException) and not isinstance(error, asyncio.CancelledError):

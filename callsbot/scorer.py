@@ -369,18 +369,23 @@ class Scorer:
 
     async def _claim(self, key: str) -> bool:
         ttl = self._scoring.cooldown_seconds
+        now = self._clock.time()
+        self._local_claims = {k: e for k, e in self._local_claims.items() if e > now}
+        # What this process alerted stays in its own memory for the cooldown too: an alert sent
+        # while the store was away must not be sent again once it is back (the store never
+        # heard of it).
+        if key in self._local_claims:
+            return False
         try:
-            return await self._store.claim(key, ttl)
+            won = await self._store.claim(key, ttl)
         except StoreError as exc:
             # Alert anyway (the score says degraded); this process at least never repeats itself.
             self._metrics.store_errors.labels(op="claim").inc()
             log.warning("scorer: alert claim failed, using a local cooldown: %s", exc)
-            now = self._clock.time()
-            self._local_claims = {k: e for k, e in self._local_claims.items() if e > now}
-            if key in self._local_claims:
-                return False
+            won = True
+        if won:
             self._local_claims[key] = now + ttl
-            return True
+        return won
 
     async def _release(self, key: str) -> None:
         self._local_claims.pop(key, None)

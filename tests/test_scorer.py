@@ -771,3 +771,37 @@ def test_build_sinks(tmp_path: Path) -> None:
     assert [s.name for s in build_sinks(with_bot)] == ["log", "jsonl", "telegram"]
     none = Settings(alerts=AlertsSettings(jsonl_path=None, log=False))
     assert build_sinks(none) == []
+
+
+class FlakyStore(MemoryStore):
+    """A memory store that can be switched off and on, like a Redis that restarts."""
+
+    down = False
+
+    async def claim(self, key: str, ttl: int) -> bool:
+        if self.down:
+            raise StoreError("down")
+        return await super().claim(key, ttl)
+
+    async def groups(self, token: str) -> dict[str, int]:
+        if self.down:
+            raise StoreError("down")
+        return await super().groups(token)
+
+
+async def test_an_alert_sent_while_the_store_was_away_is_not_repeated_when_it_is_back(
+    cielo: FakeCielo, bot: FakeTelegramBot, clock: FakeClock, metrics: Metrics, tmp_path: Path
+) -> None:
+    store = FlakyStore(window=3600, clock=clock)
+    rig = make_rig(cielo, bot, store, clock, metrics, tmp_path)
+    store.down = True
+    cielo.serve([swap("during", TOKEN, usd=9000, label="Whale")])
+    [during] = await rig.scorer.poll_once()
+    store.down = False
+    await beat(store)
+    clock.advance(60)
+    cielo.serve([swap("after", TOKEN, usd=9000, label="Whale"), swap("during", TOKEN)])
+    [after] = await rig.scorer.poll_once()
+    await rig.close()
+    assert (during.outcome, after.outcome) == ("alerted", "cooldown")
+    assert len(bot.sent) == 1

@@ -438,19 +438,21 @@ class CieloFeed:
 
     async def _is_new(self, tx_hash: str) -> bool:
         key = f"tx:{tx_hash}"
+        # This process's own memory first: when the store goes away, the buys it already handled
+        # are still on the feed's newest page, and must not come back as new.
+        if key in self._local_seen:
+            return False
+        self._local_seen[key] = None
+        while len(self._local_seen) > 10_000:
+            self._local_seen.popitem(last=False)
         try:
             won = await self._store.claim(key, self._settings.seen_ttl_seconds)
         except StoreError as exc:
-            # Keep scoring while the store is away; this process at least never repeats itself.
+            # Keep scoring while the store is away, deduplicating in memory.
             self._metrics.store_errors.labels(op="claim").inc()
             if not self._store_down:
                 log.warning("cielo: store claim failed, deduplicating in memory: %s", exc)
             self._store_down = True
-            if key in self._local_seen:
-                return False
-            self._local_seen[key] = None
-            while len(self._local_seen) > 10_000:
-                self._local_seen.popitem(last=False)
             return True
         if self._store_down:
             log.info("cielo: store claims work again")

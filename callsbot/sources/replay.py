@@ -129,6 +129,8 @@ class ReplayGateway:
         clock: message dates are ``clock.time()`` at delivery.
         sleep: how to wait until a message's ``at`` (a fake clock's sleep in the demo).
         speed: divides every wait (``2.0`` plays twice as fast).
+        stop: once set, nothing more is delivered (the process is shutting down: a message
+            handed over after the pipeline drained would be counted as delivered but lost).
     """
 
     def __init__(
@@ -138,8 +140,10 @@ class ReplayGateway:
         clock: Clock,
         sleep: Sleep = asyncio.sleep,
         speed: float = 1.0,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self._recording = recording
+        self._stop = stop
         self._clock = clock
         self._sleep = sleep
         self._speed = speed
@@ -193,10 +197,18 @@ class ReplayGateway:
                 if recorded.at > elapsed:
                     await self._sleep((recorded.at - elapsed) / self._speed)
                     elapsed = recorded.at
+                if self._stop is not None and self._stop.is_set():
+                    break
                 await self.deliver(recorded)
         finally:
             log.info("replay: delivered %d messages", self.delivered_count)
             self.finished.set()
+
+    async def aclose(self) -> None:
+        """Stop playing (what was delivered stays delivered); safe to call twice."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     async def deliver(self, recorded: RecordedMessage) -> None:
         """Deliver one recorded message now (as new or as an edit)."""

@@ -324,7 +324,7 @@ async def test_killed_redis_mid_stream_loses_no_mention(clock: FakeClock) -> Non
             await r.aggregator.drain()
             assert r.aggregator.buffered == 5
             server.start()
-            assert await r.aggregator.flush_buffer() is True
+            await r.aggregator.flush_buffer()  # (or the retry loop got there first)
             assert r.aggregator.buffered == 0
             counts = await store.counts([mint(i) for i in range(10)])
             assert counts == {mint(i): 1 for i in range(10)}
