@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 #: Seconds between attempts to drain the store-down buffer and the deferred candidates.
 _RETRY_MIN = 1.0
-_RETRY_MAX = 30.0
+_RETRY_MAX = 5.0
 
 
 @attrs.frozen
@@ -153,6 +152,7 @@ class Aggregator:
         self._buffer: collections.deque[Mention] = collections.deque()
         self._deferred: collections.deque[Candidate] = collections.deque()
         self._cursors: dict[int, int] = {}
+        self._in_flight: set[IncomingMessage] = set()
         self._flushing = asyncio.Lock()
         self._wake = asyncio.Event()
         self._overflow_logged = False
@@ -185,61 +185,84 @@ class Aggregator:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve the queue until ``stop`` is set, then finish what is queued and return.
 
-        With a spool file, mentions that still wait for the store or for market data at the end
-        are saved there, and the next run starts by taking them back.
+        With a spool file, whatever still waits when the run ends (messages queued or being
+        processed if the run is cancelled before it drained, mentions waiting for the store or
+        for market data) is saved there, and the next run starts by taking it back.
         """
+        spooled: list[IncomingMessage] = []
         if self._spool is not None:
-            await asyncio.to_thread(self._load_spool, self._spool)
-        async with asyncio.TaskGroup() as tg:
-            workers = [
-                tg.create_task(self._worker(), name=f"aggregator-worker-{i}")
-                for i in range(self._tg.workers)
-            ]
-            retry = tg.create_task(self._retry_loop(), name="aggregator-retry")
-            await stop.wait()
-            await self.drain()
-            for task in [*workers, retry]:
-                task.cancel()
-        if self._spool is not None and (self._buffer or self._deferred):
-            await asyncio.to_thread(self._save_spool, self._spool)
+            spooled = await asyncio.to_thread(self._load_spool, self._spool)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                workers = [
+                    tg.create_task(self._worker(), name=f"aggregator-worker-{i}")
+                    for i in range(self._tg.workers)
+                ]
+                retry = tg.create_task(self._retry_loop(), name="aggregator-retry")
+                for message in spooled:
+                    await self._queue.put(message)
+                await stop.wait()
+                await self.drain()
+                for task in [*workers, retry]:
+                    task.cancel()
+        finally:
+            # Synchronous on purpose: this also runs while the task is being cancelled (the
+            # grace period ran out), when no further await could be relied on to finish.
+            if self._spool is not None:
+                self._save_spool(self._spool)
 
     def _save_spool(self, path: Path) -> None:
-        lines = [json.dumps({"mention": attrs.asdict(m)}) for m in self._buffer]
+        messages = list(self._in_flight)
+        while not self._queue.empty():
+            messages.append(self._queue.get_nowait())
+            self._queue.task_done()
+        if not (messages or self._buffer or self._deferred):
+            return
+        lines = [json.dumps({"message": attrs.asdict(m)}) for m in messages]
+        lines += [json.dumps({"mention": attrs.asdict(m)}) for m in self._buffer]
         lines += [json.dumps({"candidate": attrs.asdict(c)}) for c in self._deferred]
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
         log.warning(
-            "stopped with %d mentions waiting for the store and %d for market data; saved to "
-            "%s for the next start",
+            "stopped with %d messages unprocessed, %d mentions waiting for the store and %d for "
+            "market data; saved to %s for the next start",
+            len(messages),
             len(self._buffer),
             len(self._deferred),
             path,
         )
 
-    def _load_spool(self, path: Path) -> None:
+    def _load_spool(self, path: Path) -> list[IncomingMessage]:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return
+            return []
+        messages: list[IncomingMessage] = []
         for line in filter(None, text.splitlines()):
             try:
                 entry = json.loads(line)
-                if "mention" in entry:
+                if "message" in entry:
+                    raw = entry["message"]
+                    entities = tuple(Entity(**e) for e in raw.pop("entities"))
+                    messages.append(IncomingMessage(**raw, entities=entities))
+                elif "mention" in entry:
                     self._buffer.append(Mention(**entry["mention"]))
                 else:
                     self._deferred.append(Candidate(**entry["candidate"]))
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, KeyError) as exc:
                 log.error("spool %s: unreadable line skipped (%s): %.120s", path, exc, line)
         path.unlink()
         self._metrics.buffer_size.set(len(self._buffer))
         log.info(
-            "took back %d buffered and %d deferred mentions from %s",
+            "took back %d messages, %d buffered and %d deferred mentions from %s",
+            len(messages),
             len(self._buffer),
             len(self._deferred),
             path,
         )
         self._wake.set()
+        return messages
 
     async def drain(self) -> None:
         """Wait until every queued message went through a worker, then try the buffer once."""
@@ -250,21 +273,32 @@ class Aggregator:
     async def _worker(self) -> None:
         while True:
             message = await self._queue.get()
+            self._in_flight.add(message)
             try:
                 await self.process(message)
+            except asyncio.CancelledError:
+                # Cut off mid-message (the grace ran out): it stays in _in_flight, and run()
+                # spools it for the next start; its claims make reprocessing it harmless.
+                self._queue.task_done()
+                raise
             except Exception:
                 # One bad message must not kill the worker; the message itself is logged.
                 log.exception("failed to process message %s/%s", message.group, message.message_id)
                 self._metrics.mentions_rejected.labels("internal_error").inc()
-            finally:
-                self._queue.task_done()
-                self._metrics.queue_depth.set(self._queue.qsize())
+            self._in_flight.discard(message)
+            self._queue.task_done()
+            self._metrics.queue_depth.set(self._queue.qsize())
 
     async def _retry_loop(self) -> None:
         delay = _RETRY_MIN
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow the cancel that
+            # ends this loop (gh-86296), leaving run() waiting for a task that never stops.
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waker}, timeout=delay)
+            finally:
+                waker.cancel()
             self._wake.clear()
             if not self._buffer and not self._deferred:
                 delay = _RETRY_MIN

@@ -239,10 +239,13 @@ async def test_what_waits_at_shutdown_is_spooled_and_written_by_the_next_start(
             )
             stop = asyncio.Event()
             task = asyncio.create_task(second.run(stop))
-            await asyncio.sleep(0)
-            while second.buffered or second.deferred:
+            wanted = {mint(0): 1, mint(1): 1, mint(2): 1}
+            for _ in range(200):  # the spool is read in a thread: poll, bounded
+                await asyncio.sleep(0.01)
                 await second.flush_buffer()
                 await second.retry_deferred()
+                if await store.counts(list(wanted)) == wanted:
+                    break
             stop.set()
             await task
             assert not spool.exists()
@@ -254,3 +257,55 @@ async def test_what_waits_at_shutdown_is_spooled_and_written_by_the_next_start(
             }
         finally:
             server.stop()
+
+
+async def test_a_run_cancelled_before_it_drained_spools_the_queue(
+    clock: FakeClock, memory: MemoryStore, tmp_path: Path
+) -> None:
+    import asyncio
+
+    spool = tmp_path / "spool.jsonl"
+    async with rig(clock, memory) as r:
+        for i in range(5):
+            r.dex.add_token(mint(i))
+        r.dex.slow_next(times=100)  # every lookup hangs: the workers never finish a message
+        s = attrs.evolve(r.aggregator._settings, telegram=TelegramSettings(workers=2))
+        first = Aggregator(
+            settings=s,
+            store=memory,
+            market=r.aggregator._market,
+            clock=clock,
+            metrics=r.metrics,
+            spool=spool,
+        )
+        task = asyncio.create_task(first.run(asyncio.Event()))
+        for i in range(5):
+            await first.submit(msg(f"CA: {mint(i)}", message_id=i, ts=T0 - i))
+        await r.dex.wait_for_requests(1)
+        task.cancel()  # the grace ran out
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(spool.read_text().splitlines()) == 5  # 2 in flight + 3 queued
+        r.dex.release()
+
+        second = Aggregator(
+            settings=s,
+            store=memory,
+            market=r.aggregator._market,
+            clock=clock,
+            metrics=r.metrics,
+            spool=spool,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(second.run(stop))
+        wanted = dict.fromkeys([mint(i) for i in range(5)], 1)
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            await second.drain()
+            await second.retry_deferred()
+            if await memory.counts(list(wanted)) == wanted:
+                break
+        assert await memory.counts(list(wanted)) == wanted
+        stop.set()
+        await task
+        assert not spool.exists()
