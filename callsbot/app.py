@@ -75,13 +75,17 @@ async def supervise(
     stop: asyncio.Event,
     clock: Clock,
     metrics: Metrics,
+    backoff_start: float = _BACKOFF_START,
 ) -> None:
     """Run ``loop`` until ``stop``; restart it with backoff when it crashes.
+
+    The backoff doubles from ``backoff_start`` up to a minute, and starts over once the loop
+    has run for a minute without crashing. Each restart counts in ``callsbot_loop_restarts``.
 
     Raises:
         FatalError: ``loop`` raised one of :data:`FATAL`.
     """
-    delay = _BACKOFF_START
+    delay = backoff_start
     while not stop.is_set():
         started = clock.time()
         try:
@@ -93,11 +97,14 @@ async def supervise(
             if stop.is_set():
                 return
             if clock.time() - started > _HEALTHY_AFTER:
-                delay = _BACKOFF_START
+                delay = backoff_start
             metrics.loop_restarts.labels(name).inc()
-            log.exception("%s crashed; restarting in %.0fs", name, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            log.exception("%s crashed; restarting in %.1fs", name, delay)
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({stopped}, timeout=delay)
+            finally:
+                stopped.cancel()
             delay = min(delay * 2, _BACKOFF_MAX)
 
 
