@@ -13,7 +13,7 @@ from callsbot.aggregator import Aggregator, IncomingMessage
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings, ExtractionSettings, Settings, TelegramSettings
 from callsbot.localapi.dexscreener import ClockSleep, FakeDexScreener, make_pair
-from callsbot.market.gate import open_market
+from callsbot.market.gate import MarketValidator, open_market
 from callsbot.metrics import Metrics
 from callsbot.store import MemoryStore, SignalStore
 from tests.conftest import make_redis_store
@@ -30,6 +30,19 @@ class Rig:
     dex: FakeDexScreener
     metrics: Metrics
     clock: FakeClock
+    settings: Settings
+    market: MarketValidator
+
+    def spooling(self, spool: Path, settings: Settings | None = None) -> Aggregator:
+        """Another aggregator on the same store and market, with a spool file."""
+        return Aggregator(
+            settings=settings or self.settings,
+            store=self.store,
+            market=self.market,
+            clock=self.clock,
+            metrics=self.metrics,
+            spool=spool,
+        )
 
     def sample(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
@@ -48,7 +61,7 @@ async def rig(clock: FakeClock, store: SignalStore, **settings: object) -> Async
             aggregator = Aggregator(
                 settings=s, store=store, market=market, clock=clock, metrics=metrics
             )
-            yield Rig(aggregator, store, dex, metrics, clock)
+            yield Rig(aggregator, store, dex, metrics, clock, s, market)
         finally:
             await market.aclose()
             await client.aclose()
@@ -209,14 +222,7 @@ async def test_what_waits_at_shutdown_is_spooled_and_written_by_the_next_start(
         for i in range(3):
             r.dex.add_token(mint(i))
         r.dex.fail_next(500)  # mint(2)'s first lookup fails: deferred
-        first = Aggregator(
-            settings=r.aggregator._settings,
-            store=store,
-            market=r.aggregator._market,
-            clock=clock,
-            metrics=r.metrics,
-            spool=spool,
-        )
+        first = r.spooling(spool)
         await first.process(msg(f"CA: {mint(2)}", message_id=2, ts=T0 - 2))
         for i in range(2):
             await first.process(msg(f"CA: {mint(i)}", message_id=i, ts=T0 - i))
@@ -229,14 +235,7 @@ async def test_what_waits_at_shutdown_is_spooled_and_written_by_the_next_start(
 
         server.start()
         try:
-            second = Aggregator(
-                settings=r.aggregator._settings,
-                store=store,
-                market=r.aggregator._market,
-                clock=clock,
-                metrics=r.metrics,
-                spool=spool,
-            )
+            second = r.spooling(spool)
             stop = asyncio.Event()
             task = asyncio.create_task(second.run(stop))
             wanted = {mint(0): 1, mint(1): 1, mint(2): 1}
@@ -269,15 +268,8 @@ async def test_a_run_cancelled_before_it_drained_spools_the_queue(
         for i in range(5):
             r.dex.add_token(mint(i))
         r.dex.slow_next(times=100)  # every lookup hangs: the workers never finish a message
-        s = attrs.evolve(r.aggregator._settings, telegram=TelegramSettings(workers=2))
-        first = Aggregator(
-            settings=s,
-            store=memory,
-            market=r.aggregator._market,
-            clock=clock,
-            metrics=r.metrics,
-            spool=spool,
-        )
+        s = attrs.evolve(r.settings, telegram=TelegramSettings(workers=2))
+        first = r.spooling(spool, s)
         task = asyncio.create_task(first.run(asyncio.Event()))
         for i in range(5):
             await first.submit(msg(f"CA: {mint(i)}", message_id=i, ts=T0 - i))
@@ -288,14 +280,7 @@ async def test_a_run_cancelled_before_it_drained_spools_the_queue(
         assert len(spool.read_text().splitlines()) == 5  # 2 in flight + 3 queued
         r.dex.release()
 
-        second = Aggregator(
-            settings=s,
-            store=memory,
-            market=r.aggregator._market,
-            clock=clock,
-            metrics=r.metrics,
-            spool=spool,
-        )
+        second = r.spooling(spool, s)
         stop = asyncio.Event()
         task = asyncio.create_task(second.run(stop))
         wanted = dict.fromkeys([mint(i) for i in range(5)], 1)

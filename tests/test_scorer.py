@@ -27,7 +27,7 @@ from callsbot.sources.cielo import CieloAuthError, CieloFeed
 from callsbot.store.base import SignalStore, StoreError
 from callsbot.store.memory import MemoryStore
 from tests.conftest import make_redis_store
-from tests.fakes.telegram_bot import BOT_TOKEN, CHAT_ID, FakeTelegramBot, server_error
+from tests.fakes.telegram_bot import CHAT_ID, FAKE_TOKEN, FakeTelegramBot, server_error
 from tests.redis_server import free_port
 
 NOW = 1_700_000_000.0
@@ -176,7 +176,7 @@ def make_settings(
     return Settings(
         cielo=CieloSettings(url=cielo.url, api_key=API_KEY),
         scoring=ScoringSettings(**scoring),
-        tg_bot=TgBotSettings(token=BOT_TOKEN, api_url=bot.url, chat_id=CHAT_ID),
+        tg_bot=TgBotSettings(token=FAKE_TOKEN, api_url=bot.url, chat_id=CHAT_ID),
         alerts=AlertsSettings(jsonl_path=str(tmp_path / "alerts.jsonl")),
     )
 
@@ -767,7 +767,7 @@ async def test_run_stops_on_a_rejected_key(
 def test_build_sinks(tmp_path: Path) -> None:
     base = Settings(alerts=AlertsSettings(jsonl_path=str(tmp_path / "a.jsonl"), log=True))
     assert [s.name for s in build_sinks(base)] == ["log", "jsonl"]
-    with_bot = attrs.evolve(base, tg_bot=TgBotSettings(token=BOT_TOKEN, chat_id=CHAT_ID))
+    with_bot = attrs.evolve(base, tg_bot=TgBotSettings(token=FAKE_TOKEN, chat_id=CHAT_ID))
     assert [s.name for s in build_sinks(with_bot)] == ["log", "jsonl", "telegram"]
     none = Settings(alerts=AlertsSettings(jsonl_path=None, log=False))
     assert build_sinks(none) == []

@@ -18,7 +18,7 @@ import attrs
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-BOT_TOKEN = "123456789:AAE-fake_bot-token-Sec7et"
+FAKE_TOKEN = "123456789:AAE-fake_bot-token-Sec7et"
 CHAT_ID = "-1001234567890"
 
 _TAGS = {
@@ -107,7 +107,7 @@ def _error(status: int, description: str) -> web.Response:
 class FakeTelegramBot:
     """The fake Bot API; delivered messages land in :attr:`sent`."""
 
-    def __init__(self, token: str = BOT_TOKEN, chat_id: str = CHAT_ID) -> None:
+    def __init__(self, token: str = FAKE_TOKEN, chat_id: str = CHAT_ID) -> None:
         self.token = token
         self.chat_id = chat_id
         self.sent: list[dict[str, Any]] = []

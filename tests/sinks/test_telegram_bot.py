@@ -19,8 +19,8 @@ from callsbot.sinks.base import SinkError
 from callsbot.sinks.telegram_bot import TelegramBotSink
 from callsbot.sources.cielo import Buy
 from tests.fakes.telegram_bot import (
-    BOT_TOKEN,
     CHAT_ID,
+    FAKE_TOKEN,
     FakeTelegramBot,
     Reply,
     server_error,
@@ -100,7 +100,7 @@ async def bot() -> AsyncIterator[FakeTelegramBot]:
 
 
 def sink_for(
-    url: str, sleeps: Sleeps | None = None, *, token: str = BOT_TOKEN, **kw: Any
+    url: str, sleeps: Sleeps | None = None, *, token: str = FAKE_TOKEN, **kw: Any
 ) -> TelegramBotSink:
     settings = TgBotSettings(token=token, api_url=url, chat_id=CHAT_ID, **kw)
     return TelegramBotSink(settings, sleep=sleeps or Sleeps(), backoff=lambda n: 0.25 * n)
@@ -283,14 +283,14 @@ async def test_unreachable_api_redacts_token(caplog: pytest.LogCaptureFixture) -
     with pytest.raises(SinkError) as info:
         await sink.send(make_alert())
     await sink.aclose()
-    assert BOT_TOKEN not in str(info.value)
-    assert BOT_TOKEN not in caplog.text
+    assert FAKE_TOKEN not in str(info.value)
+    assert FAKE_TOKEN not in caplog.text
     assert "after 2 attempt" in str(info.value)
 
 
 def test_redact() -> None:
     sink = sink_for("http://x")
-    assert sink.redact(f"GET http://x/bot{BOT_TOKEN}/sendMessage") == (
+    assert sink.redact(f"GET http://x/bot{FAKE_TOKEN}/sendMessage") == (
         "GET http://x/bot<redacted>/sendMessage"
     )
 
@@ -315,5 +315,5 @@ async def test_rate_limit_is_per_chat(bot: FakeTelegramBot) -> None:
 
 
 def test_settings_repr_hides_the_token() -> None:
-    assert BOT_TOKEN not in repr(TgBotSettings(token=BOT_TOKEN))
+    assert FAKE_TOKEN not in repr(TgBotSettings(token=FAKE_TOKEN))
     assert attrs.fields(TgBotSettings).token.metadata["secret"]

@@ -67,10 +67,10 @@ class Rig:
         return value or 0.0
 
 
-@contextlib.asynccontextmanager
-async def rig(
+def build(
     store: SignalStore, clock: FakeClock, s: Settings, known: dict[str, tuple[int, str | None]]
-) -> AsyncIterator[Rig]:
+) -> Rig:
+    """The real listener and pipeline over a fake Telegram boundary (workers not started)."""
     metrics = Metrics.create()
     gateway = FakeGateway(known)
     aggregator = Aggregator(
@@ -84,10 +84,18 @@ async def rig(
         clock=clock,
         metrics=metrics,
     )
+    return Rig(gateway, listener, aggregator, store, metrics, clock)
+
+
+@contextlib.asynccontextmanager
+async def rig(
+    store: SignalStore, clock: FakeClock, s: Settings, known: dict[str, tuple[int, str | None]]
+) -> AsyncIterator[Rig]:
+    built = build(store, clock, s, known)
     stop = asyncio.Event()
-    task = asyncio.create_task(aggregator.run(stop))
+    task = asyncio.create_task(built.aggregator.run(stop))
     try:
-        yield Rig(gateway, listener, aggregator, store, metrics, clock)
+        yield built
     finally:
         stop.set()
         await task
@@ -275,21 +283,9 @@ async def test_handler_waits_when_the_queue_is_full(clock: FakeClock) -> None:
     from callsbot.store.memory import MemoryStore
 
     store = MemoryStore(window=3600, clock=clock)
-    s = settings(queue_size=2)
-    metrics = Metrics.create()
-    gateway = FakeGateway(GOOD)
-    aggregator = Aggregator(
-        settings=s, store=store, market=None, clock=clock, metrics=metrics, validate=False
-    )
-    listener = TelegramListener(
-        gateway=gateway,
-        aggregator=aggregator,
-        store=store,
-        settings=s,
-        clock=clock,
-        metrics=metrics,
-    )
-    await listener.start()
+    r = build(store, clock, settings(queue_size=2), GOOD)
+    gateway, aggregator = r.gateway, r.aggregator
+    await r.listener.start()
     for i in range(2):
         await gateway.deliver(tg_message(111, i, f"CA: {mint(i)}", T0))
     third = asyncio.create_task(gateway.deliver(tg_message(111, 3, f"CA: {mint(3)}", T0)))
@@ -374,27 +370,27 @@ def test_a_second_process_cannot_take_the_session(tmp_path: Path) -> None:
 
 
 def test_secrets_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
-    api_hash = "0123456789abcdef0123456789abcdef"
+    fake_hash = "0123456789abcdef0123456789abcdef"
     logger = logging.getLogger("callsbot.test-secrets")
-    caplog.handler.addFilter(RedactSecrets([api_hash, "12345678"]))
+    caplog.handler.addFilter(RedactSecrets([fake_hash, "12345678"]))
     with caplog.at_level(logging.INFO):
-        logger.info("connecting with %s and id %s", api_hash, 12345678)
+        logger.info("connecting with %s and id %s", fake_hash, 12345678)
         try:
-            raise RuntimeError(f"auth failed for {api_hash}")
+            raise RuntimeError(f"auth failed for {fake_hash}")
         except RuntimeError:
             logger.exception("boom")
-    assert api_hash not in caplog.text
+    assert fake_hash not in caplog.text
     assert "12345678" not in caplog.text
     assert "***" in caplog.text
 
 
 def test_run_without_a_session_exits_non_zero_without_leaking_secrets(tmp_path: Path) -> None:
-    api_hash = "fedcba9876543210fedcba9876543210"
+    fake_hash = "fedcba9876543210fedcba9876543210"
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
         "CALLSBOT_TELEGRAM_API_ID": "987654",
-        "CALLSBOT_TELEGRAM_API_HASH": api_hash,
+        "CALLSBOT_TELEGRAM_API_HASH": fake_hash,
         "CALLSBOT_TELEGRAM_GROUPS": "@alpha",
         "CALLSBOT_TELEGRAM_SESSION": str(tmp_path / "missing"),
         "CALLSBOT_WEB_ENABLED": "false",
@@ -409,5 +405,5 @@ def test_run_without_a_session_exits_non_zero_without_leaking_secrets(tmp_path: 
     )
     assert result.returncode != 0
     assert "callsbot login" in result.stderr
-    assert api_hash not in result.stderr + result.stdout
+    assert fake_hash not in result.stderr + result.stdout
     assert "987654" not in result.stderr + result.stdout
