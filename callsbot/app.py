@@ -210,11 +210,7 @@ async def run_scorer(rt: Runtime, market: MarketValidator, stop: asyncio.Event) 
             metrics=rt.metrics,
         )
     finally:
-        await feed.aclose()
-        for sink in sinks:
-            close = getattr(sink, "aclose", None)
-            if close is not None:
-                await close()
+        await scorer.aclose()  # its sinks and its feed
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
