@@ -543,11 +543,11 @@ class _Normalised:
     """Plain text with hidden URLs inserted and Cf characters deleted, plus URL spans."""
 
     def __init__(self, text: str, entities: Sequence[Entity]) -> None:
-        to_index = _utf16_mapper(text) if entities else None
+        # Only entities need UTF-16 offsets mapped; most messages have none.
+        to_index = _utf16_mapper(text) if entities else _IndexMapper([], len(text))
         inserts: list[tuple[int, int, str]] = []
         url_entities: list[tuple[int, int]] = []
         for order, ent in enumerate(entities):
-            assert to_index is not None
             try:
                 start = to_index(ent.offset)
                 end = to_index(ent.offset + max(ent.length, 0))

@@ -415,24 +415,36 @@ class MarketValidator:
         ``Status.UNKNOWN`` / ``Reason.UNKNOWN_NOW``, which is not cached.
         """
         chain = chain.lower()
-        out: dict[str, Verdict] = {}
-        waiting: dict[str, asyncio.Future[Verdict]] = {}
-        for token in dict.fromkeys(tokens):
-            key = address_key(token)
-            cached = self._verdicts.get((chain, key))
-            if cached is not None:
+        cached, waiting = await self._lookup(self._verdicts, self._token_batcher, chain, tokens)
+        out = {token: _for_caller(v, token) for token, v in cached.items()}
+        for token, fut in waiting.items():
+            out[token] = _for_caller(fut.result(), token)
+        return {token: out[token] for token in dict.fromkeys(tokens)}
+
+    async def _lookup(
+        self, cache: TtlCache[V], batcher: Batcher[R], chain: str, items: Sequence[str]
+    ) -> tuple[dict[str, V], dict[str, asyncio.Future[R]]]:
+        """Split ``items`` into cache hits and settled batched lookups (joined or started)."""
+        cached: dict[str, V] = {}
+        waiting: dict[str, asyncio.Future[R]] = {}
+        for item in dict.fromkeys(items):
+            key = address_key(item)
+            hit = cache.get((chain, key))
+            if hit is not None:
                 self._cache_metric("hit")
-                out[token] = _for_caller(cached, token)
+                cached[item] = hit
                 continue
-            fut, created = self._token_batcher.submit(chain, key)
+            fut, created = batcher.submit(chain, key)
             self._cache_metric("miss" if created else "shared")
-            waiting[token] = fut
+            waiting[item] = fut
         if waiting:
             # wait() rather than gather(): a cancelled caller must not cancel shared futures.
             await asyncio.wait(set(waiting.values()))
-            for token, fut in waiting.items():
-                out[token] = _for_caller(fut.result(), token)
-        return {token: out[token] for token in dict.fromkeys(tokens)}
+        return cached, waiting
+
+    def _ttl(self, ok: bool) -> float:
+        s = self._cache_settings
+        return s.positive_ttl_seconds if ok else s.negative_ttl_seconds
 
     async def verdict(self, token: str, *, chain: str = "solana") -> Verdict:
         """The verdict for one token (see :meth:`verdicts`)."""
@@ -443,12 +455,7 @@ class MarketValidator:
         out: dict[str, Verdict] = {}
         for key in keys:
             verdict = judge(key, snapshot_of(key, chain, pairs), self._settings, chain=chain)
-            ttl = (
-                self._cache_settings.positive_ttl_seconds
-                if verdict.valid
-                else self._cache_settings.negative_ttl_seconds
-            )
-            self._verdicts.put((chain, key), verdict, ttl)
+            self._verdicts.put((chain, key), verdict, self._ttl(verdict.valid))
             out[key] = verdict
         return out
 
@@ -461,25 +468,13 @@ class MarketValidator:
             MarketUnavailable: could not ask right now (the caller retries later).
         """
         chain = chain.lower()
-        out: dict[str, str | None] = {}
-        waiting: dict[str, asyncio.Future[str | None]] = {}
-        for pair in dict.fromkeys(pairs):
-            key = address_key(pair)
-            cached = self._pairs.get((chain, key))
-            if cached is not None:
-                self._cache_metric("hit")
-                out[pair] = cached[0]
-                continue
-            fut, created = self._pair_batcher.submit(chain, key)
-            self._cache_metric("miss" if created else "shared")
-            waiting[pair] = fut
-        if waiting:
-            await asyncio.wait(set(waiting.values()))
-            for pair, fut in waiting.items():
-                exc = fut.exception()
-                if exc is not None:
-                    raise MarketUnavailable(_why(exc)) from exc
-                out[pair] = fut.result()
+        cached, waiting = await self._lookup(self._pairs, self._pair_batcher, chain, pairs)
+        out: dict[str, str | None] = {pair: hit[0] for pair, hit in cached.items()}
+        for pair, fut in waiting.items():
+            exc = fut.exception()
+            if exc is not None:
+                raise MarketUnavailable(_why(exc)) from exc
+            out[pair] = fut.result()
         return {pair: out[pair] for pair in dict.fromkeys(pairs)}
 
     async def _fetch_pair_bases(self, chain: str, keys: Sequence[str]) -> Mapping[str, str | None]:
@@ -491,12 +486,7 @@ class MarketValidator:
                 None,
             )
             base = match.base.address if match is not None else None
-            ttl = (
-                self._cache_settings.positive_ttl_seconds
-                if base is not None
-                else self._cache_settings.negative_ttl_seconds
-            )
-            self._pairs.put((chain, key), (base,), ttl)
+            self._pairs.put((chain, key), (base,), self._ttl(base is not None))
             out[key] = base
         return out
 
