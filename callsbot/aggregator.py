@@ -24,10 +24,11 @@ import attrs
 
 from callsbot.clock import Clock, unix_seconds
 from callsbot.config import Settings
+from callsbot.errors import MarketUnavailable, StoreError
 from callsbot.extract import Entity, extract
-from callsbot.market.models import MarketData, MarketUnavailable, Status
+from callsbot.market.models import MarketData, Status
 from callsbot.metrics import Metrics
-from callsbot.store import SignalStore, StoreError
+from callsbot.store import SignalStore
 
 log = logging.getLogger("callsbot.aggregator")
 

@@ -23,19 +23,15 @@ import attrs
 
 from callsbot.aggregator import Aggregator
 from callsbot.clock import Clock
-from callsbot.config import ConfigError, Settings
+from callsbot.config import Settings
+from callsbot.errors import ConfigError, NoGroupsResolved, SessionError, StoreError
 from callsbot.market.gate import MarketValidator, open_market
 from callsbot.metrics import Metrics
 from callsbot.scorer import Scorer, build_sinks
 from callsbot.sources.cielo import CieloAuthError, CieloFeed
 from callsbot.sources.replay import Recording, ReplayGateway
-from callsbot.sources.telegram import (
-    NoGroupsResolved,
-    SessionError,
-    TelegramGateway,
-    TelegramListener,
-)
-from callsbot.store import SignalStore, StoreError, open_store
+from callsbot.sources.telegram import TelegramGateway, TelegramListener
+from callsbot.store import SignalStore, open_store
 
 log = logging.getLogger("callsbot")
 

@@ -9,10 +9,11 @@ from typing import TextIO
 from callsbot.aggregator import Aggregator, Recorded
 from callsbot.clock import Clock
 from callsbot.config import Settings
+from callsbot.errors import StoreError
 from callsbot.market.gate import open_market
 from callsbot.metrics import Metrics
 from callsbot.sources.export import ExportError, read_export
-from callsbot.store import MemoryStore, SignalStore, StoreError, open_store
+from callsbot.store import MemoryStore, SignalStore, open_store
 
 _KIND = {"mint": "mint", "pair": "pair", "evm": "evm", "evm_pair": "pair"}
 

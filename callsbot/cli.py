@@ -12,10 +12,11 @@ from collections.abc import Sequence
 
 from callsbot import app
 from callsbot.clock import SystemClock
-from callsbot.config import ConfigError, Settings, load_settings, missing_for_role
+from callsbot.config import Settings, load_settings, missing_for_role
+from callsbot.errors import ConfigError, StoreError
 from callsbot.logs import setup_logging
 from callsbot.metrics import Metrics
-from callsbot.store import StoreError, open_store
+from callsbot.store import open_store
 
 EXIT_CONFIG = 2
 DEFAULT_CONFIG = "config.toml"
@@ -150,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _login(settings: Settings) -> int:
-    from callsbot.sources.telegram import SessionError
+    from callsbot.errors import SessionError
     from callsbot.sources.telethon_client import login
 
     try:

@@ -23,23 +23,12 @@ from typing import Any, TypeVar
 import attrs
 from dotenv import dotenv_values
 
+from callsbot.errors import ConfigError
+
 ENV_PREFIX = "CALLSBOT_"
 #: Environment variables that steer loading itself rather than naming a setting.
 META_ENV = frozenset({"CALLSBOT_CONFIG", "CALLSBOT_ENV_FILE"})
 STORE_SCHEMES = ("memory", "redis", "rediss")
-
-
-class ConfigError(Exception):
-    """A setting is missing, unknown or of the wrong type.
-
-    Attributes:
-        key: dotted name of the offending setting (``section.key``), or an env var name.
-    """
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
 
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]

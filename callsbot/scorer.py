@@ -22,6 +22,7 @@ import attrs
 from callsbot.alert import Alert
 from callsbot.clock import Clock
 from callsbot.config import Settings
+from callsbot.errors import StoreError
 from callsbot.market.models import MarketData, MarketSnapshot, Status, Verdict
 from callsbot.metrics import Metrics
 from callsbot.scoring import Consensus, ScoreCard, consensus, score
@@ -30,7 +31,7 @@ from callsbot.sinks.jsonl import JsonlSink
 from callsbot.sinks.log import LogSink
 from callsbot.sinks.telegram_bot import TelegramBotSink
 from callsbot.sources.cielo import Buy, CieloAuthError, PollResult
-from callsbot.store.base import SignalStore, StoreError
+from callsbot.store.base import SignalStore
 
 log = logging.getLogger(__name__)
 

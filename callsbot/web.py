@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from callsbot.clock import unix_seconds
-from callsbot.store import StoreError
+from callsbot.errors import StoreError
 
 if TYPE_CHECKING:
     from callsbot.app import Runtime

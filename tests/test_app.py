@@ -8,7 +8,7 @@ import pytest
 
 from callsbot.app import FatalError, supervise
 from callsbot.clock import FakeClock
-from callsbot.config import ConfigError
+from callsbot.errors import ConfigError
 from callsbot.metrics import Metrics
 
 

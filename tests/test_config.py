@@ -11,7 +11,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from callsbot.config import ConfigError, Settings, Tier, env_name, load_settings
+from callsbot.config import Settings, Tier, env_name, load_settings
+from callsbot.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

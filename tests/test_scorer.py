@@ -15,6 +15,7 @@ import pytest
 
 from callsbot.clock import FakeClock
 from callsbot.config import AlertsSettings, CieloSettings, ScoringSettings, Settings, TgBotSettings
+from callsbot.errors import StoreError
 from callsbot.localapi.cielo import API_KEY, CREDITS, FakeCielo, Reply, sell, swap, transfer
 from callsbot.market.models import MarketSnapshot, Reason, Status, Verdict
 from callsbot.metrics import Metrics
@@ -24,7 +25,7 @@ from callsbot.sinks.jsonl import JsonlSink
 from callsbot.sinks.log import LogSink
 from callsbot.sinks.telegram_bot import TelegramBotSink
 from callsbot.sources.cielo import CieloAuthError, CieloFeed
-from callsbot.store.base import SignalStore, StoreError
+from callsbot.store.base import SignalStore
 from callsbot.store.memory import MemoryStore
 from tests.conftest import make_redis_store
 from tests.fakes.telegram_bot import CHAT_ID, FAKE_TOKEN, FakeTelegramBot, server_error

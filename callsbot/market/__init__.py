@@ -1,5 +1,6 @@
 """Market data: DexScreener client, quality gate and the batched, cached validator."""
 
+from callsbot.errors import MarketUnavailable
 from callsbot.market.dexscreener import (
     BadResponse,
     ConnectionFailed,
@@ -18,14 +19,7 @@ from callsbot.market.dexscreener import (
     same_address,
 )
 from callsbot.market.gate import MarketValidator, best_pair, judge, open_market, snapshot_of
-from callsbot.market.models import (
-    MarketData,
-    MarketSnapshot,
-    MarketUnavailable,
-    Reason,
-    Status,
-    Verdict,
-)
+from callsbot.market.models import MarketData, MarketSnapshot, Reason, Status, Verdict
 
 __all__ = [
     "BadResponse",

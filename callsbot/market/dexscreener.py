@@ -34,7 +34,7 @@ from tenacity.stop import stop_base
 
 from callsbot.clock import Clock
 from callsbot.config import DexScreenerSettings
-from callsbot.market.models import MarketUnavailable
+from callsbot.errors import MarketUnavailable
 from callsbot.metrics import Metrics
 
 log = logging.getLogger(__name__)

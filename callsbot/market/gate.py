@@ -23,6 +23,7 @@ import attrs
 
 from callsbot.clock import Clock
 from callsbot.config import DexScreenerSettings, MarketSettings, Settings
+from callsbot.errors import MarketUnavailable
 from callsbot.market.dexscreener import (
     DexScreenerClient,
     Pair,
@@ -30,13 +31,7 @@ from callsbot.market.dexscreener import (
     address_key,
     same_address,
 )
-from callsbot.market.models import (
-    MarketSnapshot,
-    MarketUnavailable,
-    Reason,
-    Status,
-    Verdict,
-)
+from callsbot.market.models import MarketSnapshot, Reason, Status, Verdict
 from callsbot.metrics import Metrics
 
 log = logging.getLogger(__name__)

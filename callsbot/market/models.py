@@ -91,7 +91,3 @@ class MarketData(Protocol):
             MarketUnavailable: could not ask right now (the caller retries later).
         """
         ...
-
-
-class MarketUnavailable(Exception):
-    """Market data could not be fetched right now (rate limited, 5xx, timeout, bad body)."""

@@ -7,10 +7,6 @@ from typing import Protocol
 from callsbot.alert import Alert
 
 
-class SinkError(Exception):
-    """A sink could not deliver an alert. The message never contains a secret."""
-
-
 class AlertSink(Protocol):
     """Somewhere alerts go (Telegram, the log, a JSONL file).
 

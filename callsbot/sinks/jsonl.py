@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from callsbot.alert import Alert
-from callsbot.sinks.base import SinkError
+from callsbot.errors import SinkError
 
 
 class JsonlSink:

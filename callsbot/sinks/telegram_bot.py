@@ -19,7 +19,7 @@ from aiolimiter import AsyncLimiter
 
 from callsbot.alert import Alert, render_html
 from callsbot.config import TgBotSettings
-from callsbot.sinks.base import SinkError
+from callsbot.errors import SinkError
 
 log = logging.getLogger(__name__)
 

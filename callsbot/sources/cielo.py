@@ -34,8 +34,9 @@ from tenacity.wait import wait_base
 
 from callsbot.clock import Clock
 from callsbot.config import CieloSettings
+from callsbot.errors import CredentialsRejected, FeedUnavailable, StoreError
 from callsbot.metrics import Metrics
-from callsbot.store.base import SignalStore, StoreError
+from callsbot.store.base import SignalStore
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,11 @@ def is_quote(address: str) -> bool:
 # Errors.
 
 
-class CieloError(Exception):
+class CieloError(FeedUnavailable):
     """Base class of the feed's errors."""
 
 
-class CieloAuthError(CieloError):
+class CieloAuthError(CredentialsRejected):
     """Cielo rejected the API key (401/403). Fatal: polling again cannot help."""
 
 

@@ -25,9 +25,10 @@ import attrs
 from callsbot.aggregator import Aggregator, IncomingMessage, cursor_name
 from callsbot.clock import Clock, unix_seconds
 from callsbot.config import Settings
+from callsbot.errors import NoGroupsResolved, SessionError, StoreError
 from callsbot.extract import entities_from_telethon
 from callsbot.metrics import Metrics
-from callsbot.store import SignalStore, StoreError
+from callsbot.store import SignalStore
 
 log = logging.getLogger("callsbot.telegram")
 
@@ -39,14 +40,6 @@ ROLE = "aggregator"
 
 class GroupUnavailable(Exception):
     """A configured group could not be resolved (renamed, private, banned, not joined…)."""
-
-
-class NoGroupsResolved(Exception):
-    """Not one configured group could be resolved: there is nothing to listen to."""
-
-
-class SessionError(Exception):
-    """The Telethon session cannot be used; the message says what to do."""
 
 
 @attrs.frozen

@@ -17,11 +17,11 @@ from telethon import TelegramClient, events, utils
 from telethon import errors as tg_errors
 
 from callsbot.config import Settings, TelegramSettings
+from callsbot.errors import SessionError
 from callsbot.sources.telegram import (
     GroupUnavailable,
     Handler,
     ResolvedGroup,
-    SessionError,
     SessionLock,
     check_session_file,
     create_private_file,

@@ -19,10 +19,6 @@ from typing import Self
 from callsbot.clock import Clock, unix_seconds
 
 
-class StoreError(Exception):
-    """The store could not be asked (unreachable, timed out, or answered with an error)."""
-
-
 class SignalStore(abc.ABC):
     """Abstract signal store.
 

@@ -15,8 +15,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callsbot.clock import Clock
+from callsbot.errors import StoreError
 from callsbot.store import keys
-from callsbot.store.base import SignalStore, StoreError
+from callsbot.store.base import SignalStore
 
 #: Most mentions written in one MULTI/EXEC; bounds the size of one round trip.
 _MAX_BATCH = 512

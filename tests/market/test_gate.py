@@ -12,6 +12,7 @@ from aiolimiter import AsyncLimiter
 
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings, MarketSettings
+from callsbot.errors import MarketUnavailable
 from callsbot.localapi.dexscreener import (
     USDC,
     WSOL,
@@ -22,7 +23,6 @@ from callsbot.localapi.dexscreener import (
 )
 from callsbot.market import (
     DexScreenerClient,
-    MarketUnavailable,
     MarketValidator,
     Reason,
     Status,

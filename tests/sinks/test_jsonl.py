@@ -13,7 +13,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from callsbot.sinks.base import SinkError
+from callsbot.errors import SinkError
 from callsbot.sinks.jsonl import JsonlSink
 from callsbot.sinks.log import LogSink
 from tests.sinks.test_telegram_bot import HOSTILE, PUMP_MINT, make_alert

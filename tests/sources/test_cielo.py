@@ -12,6 +12,7 @@ import pytest
 
 from callsbot.clock import FakeClock
 from callsbot.config import CieloSettings
+from callsbot.errors import StoreError
 from callsbot.localapi.cielo import (
     API_KEY,
     CREDITS,
@@ -35,7 +36,7 @@ from callsbot.sources.cielo import (
     parse_amount,
     parse_retry_after,
 )
-from callsbot.store.base import SignalStore, StoreError
+from callsbot.store.base import SignalStore
 from callsbot.store.memory import MemoryStore
 from tests.conftest import make_redis_store
 from tests.redis_server import free_port

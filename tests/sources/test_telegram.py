@@ -19,11 +19,10 @@ from telethon.tl.types import MessageEntityBold, MessageEntityCode, MessageEntit
 from callsbot.aggregator import Aggregator
 from callsbot.clock import FakeClock
 from callsbot.config import Settings, TelegramSettings
+from callsbot.errors import NoGroupsResolved, SessionError
 from callsbot.logs import RedactSecrets
 from callsbot.metrics import Metrics
 from callsbot.sources.telegram import (
-    NoGroupsResolved,
-    SessionError,
     SessionLock,
     TelegramListener,
     check_session_file,

@@ -9,7 +9,8 @@ import redis.asyncio as aioredis
 
 from callsbot.clock import FakeClock
 from callsbot.config import StoreSettings
-from callsbot.store import StoreError, open_store
+from callsbot.errors import StoreError
+from callsbot.store import open_store
 from callsbot.store.redis import RedisStore
 from tests.conftest import make_redis_store
 from tests.redis_server import RedisServer, free_port
