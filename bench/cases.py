@@ -22,13 +22,14 @@ import redis.asyncio as aioredis
 from bench.messages import Message, Universe, generate, random_address
 from bench.report import Row, Target
 from bench.timing import atimed, percentile, timed
-from callsbot.aggregator import Aggregator, IncomingMessage, Recorded
+from callsbot.aggregator import Aggregator, Recorded
 from callsbot.clock import SystemClock
 from callsbot.config import Settings
 from callsbot.extract import extract
 from callsbot.localapi.dexscreener import FakeDexScreener
 from callsbot.market.gate import open_market
 from callsbot.metrics import Metrics
+from callsbot.models import IncomingMessage
 from callsbot.store import keys
 from callsbot.store.memory import MemoryStore
 from callsbot.store.redis import RedisStore, build_client

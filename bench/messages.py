@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import attrs
 import base58
 
-from callsbot.extract import Entity
+from callsbot.models import Entity
 
 #: Shares of each message kind, per 100 messages.
 MIX: dict[str, int] = {

@@ -25,9 +25,10 @@ import attrs
 from callsbot.clock import Clock, unix_seconds
 from callsbot.config import Settings
 from callsbot.errors import MarketUnavailable, StoreError
-from callsbot.extract import Entity, extract
-from callsbot.market.models import MarketData, Status
+from callsbot.extract import extract
+from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
+from callsbot.models import Entity, IncomingMessage, Status
 from callsbot.store import SignalStore
 
 log = logging.getLogger("callsbot.aggregator")
@@ -37,29 +38,6 @@ Sleep = Callable[[float], Awaitable[None]]
 #: Seconds between attempts to drain the store-down buffer and the deferred candidates.
 _RETRY_MIN = 1.0
 _RETRY_MAX = 5.0
-
-
-@attrs.frozen
-class IncomingMessage:
-    """One Telegram message from a call group, whatever delivered it.
-
-    Attributes:
-        chat_id: Telegram's peer id of the group (``-100…`` for channels and supergroups).
-        group: the name mentions are recorded under: ``@username``, else ``str(chat_id)``.
-        message_id: the message's id within the chat.
-        ts: the message's own date (Telegram's server clock), unix seconds.
-        text: the plain text (``message.message``, not the markdown rendering).
-        entities: formatting entities, Bot-API names, UTF-16 offsets.
-        source: ``live``, ``edit``, ``catch_up`` or ``backfill`` (metrics and logs only).
-    """
-
-    chat_id: int
-    group: str
-    message_id: int
-    ts: int
-    text: str
-    entities: tuple[Entity, ...] = ()
-    source: str = "live"
 
 
 @attrs.frozen

@@ -13,9 +13,8 @@ from typing import Any
 
 import attrs
 
-from callsbot.market.models import MarketSnapshot
+from callsbot.models import Buy, MarketSnapshot
 from callsbot.scoring import ScoreCard, format_points, format_price, format_usd
-from callsbot.sources.cielo import Buy
 
 #: Telegram's limit on one message's text.
 TELEGRAM_MAX_CHARS = 4096

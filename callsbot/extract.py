@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 import attrs
 import base58
 
+from callsbot.models import Entity
+
 __all__ = [
     "Entity",
     "EvmAddress",
@@ -25,24 +27,6 @@ __all__ = [
     "is_evm_address",
     "is_solana_address",
 ]
-
-
-@attrs.frozen
-class Entity:
-    """One Telegram formatting entity, with Bot-API type names.
-
-    Attributes:
-        type: Bot-API name such as ``"text_url"`` (alias ``"text_link"``), ``"url"``, ``"code"``,
-            ``"pre"``, ``"bold"``.
-        offset: Start, in UTF-16 code units of the plain message text.
-        length: Length, in UTF-16 code units.
-        url: Hidden target URL of a ``text_url`` entity, else ``None``.
-    """
-
-    type: str
-    offset: int
-    length: int
-    url: str | None = None
 
 
 @attrs.frozen

@@ -40,6 +40,10 @@ class Metrics:
     loop_restarts: Counter
     groups_resolved: Gauge
     pipeline_latency: Histogram
+    events_published: Counter
+    events_dropped: Counter
+    event_handler_errors: Counter
+    event_lag: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -90,6 +94,20 @@ class Metrics:
                 "Handler entry to recorded mention",
                 registry=r,
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+            ),
+            events_published=_counter(r, "callsbot_events_published", "Events published", "kind"),
+            events_dropped=_counter(
+                r, "callsbot_events_dropped", "Events dropped for a full subscriber", "subscriber"
+            ),
+            event_handler_errors=_counter(
+                r, "callsbot_event_handler_errors", "Subscriber failures", "subscriber"
+            ),
+            event_lag=Histogram(
+                "callsbot_event_lag_seconds",
+                "Event time to handling, per subscriber",
+                ["subscriber"],
+                registry=r,
+                buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
             ),
         )
 

@@ -23,14 +23,15 @@ from callsbot.alert import Alert
 from callsbot.clock import Clock
 from callsbot.config import Settings
 from callsbot.errors import StoreError
-from callsbot.market.models import MarketData, MarketSnapshot, Status, Verdict
+from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
+from callsbot.models import Buy, MarketSnapshot, Status, Verdict
 from callsbot.scoring import Consensus, ScoreCard, consensus, score
 from callsbot.sinks.base import AlertSink
 from callsbot.sinks.jsonl import JsonlSink
 from callsbot.sinks.log import LogSink
 from callsbot.sinks.telegram_bot import TelegramBotSink
-from callsbot.sources.cielo import Buy, CieloAuthError, PollResult
+from callsbot.sources.cielo import CieloAuthError, PollResult
 from callsbot.store.base import SignalStore
 
 log = logging.getLogger(__name__)

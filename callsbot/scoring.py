@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from callsbot.config import ConsensusSettings, ScoringSettings, Tier
-from callsbot.market.models import MarketSnapshot
-from callsbot.sources.cielo import Buy
+from callsbot.models import Buy, MarketSnapshot
 
 MIN_SCORE = 0.0
 MAX_SCORE = 10.0

@@ -9,12 +9,13 @@ from pathlib import Path
 import attrs
 import pytest
 
-from callsbot.aggregator import Aggregator, IncomingMessage
+from callsbot.aggregator import Aggregator
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings, ExtractionSettings, Settings, TelegramSettings
 from callsbot.localapi.dexscreener import ClockSleep, FakeDexScreener, make_pair
 from callsbot.market.gate import MarketValidator, open_market
 from callsbot.metrics import Metrics
+from callsbot.models import IncomingMessage
 from callsbot.store import MemoryStore, SignalStore
 from tests.conftest import make_redis_store
 from tests.redis_server import RedisServer

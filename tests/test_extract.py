@@ -10,7 +10,6 @@ import base58
 import pytest
 
 from callsbot.extract import (
-    Entity,
     EvmAddress,
     Extraction,
     entities_from_telethon,
@@ -18,6 +17,7 @@ from callsbot.extract import (
     is_evm_address,
     is_solana_address,
 )
+from callsbot.models import Entity
 
 # --------------------------------------------------------------------------------------------
 # Deterministic, verified test addresses

@@ -8,7 +8,8 @@ import base58
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from callsbot.extract import Entity, Extraction, extract, is_evm_address, is_solana_address
+from callsbot.extract import Extraction, extract, is_evm_address, is_solana_address
+from callsbot.models import Entity
 
 _SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -19,7 +19,8 @@ from telethon.tl.types import (
     PeerChannel,
 )
 
-from callsbot.extract import Entity, entities_from_telethon, extract
+from callsbot.extract import entities_from_telethon, extract
+from callsbot.models import Entity
 
 
 def _key(tag: str) -> str:

@@ -17,8 +17,8 @@ from callsbot.clock import FakeClock
 from callsbot.config import AlertsSettings, CieloSettings, ScoringSettings, Settings, TgBotSettings
 from callsbot.errors import StoreError
 from callsbot.localapi.cielo import API_KEY, CREDITS, FakeCielo, Reply, sell, swap, transfer
-from callsbot.market.models import MarketSnapshot, Reason, Status, Verdict
 from callsbot.metrics import Metrics
+from callsbot.models import MarketSnapshot, Reason, Status, Verdict
 from callsbot.scorer import Scorer, build_sinks
 from callsbot.sinks.base import AlertSink
 from callsbot.sinks.jsonl import JsonlSink

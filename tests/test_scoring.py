@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 from callsbot.config import ConsensusSettings, ScoringSettings, Tier
-from callsbot.market.models import MarketSnapshot
+from callsbot.models import Buy, MarketSnapshot
 from callsbot.scoring import (
     RULES,
     Consensus,
@@ -23,7 +23,6 @@ from callsbot.scoring import (
     score_card,
     tier_points,
 )
-from callsbot.sources.cielo import Buy
 
 NOW = 1_700_000_000.0
 TOKEN = "9BB6NFEcjBCtnNLFko2FqVQBq8HHM13kCyYcdQbgpump"

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from callsbot.aggregator import Aggregator, IncomingMessage
+from callsbot.aggregator import Aggregator
 from callsbot.app import Runtime
 from callsbot.clock import FakeClock
 from callsbot.config import Settings
-from callsbot.market.models import Verdict
 from callsbot.metrics import Metrics
+from callsbot.models import IncomingMessage, Verdict
 from callsbot.scorer import Scorer
 from callsbot.sources.cielo import PollResult
 from callsbot.sources.telegram import TelegramListener

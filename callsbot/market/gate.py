@@ -31,8 +31,8 @@ from callsbot.market.dexscreener import (
     address_key,
     same_address,
 )
-from callsbot.market.models import MarketSnapshot, Reason, Status, Verdict
 from callsbot.metrics import Metrics
+from callsbot.models import MarketSnapshot, Reason, Status, Verdict
 
 log = logging.getLogger(__name__)
 

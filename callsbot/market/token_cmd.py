@@ -14,8 +14,8 @@ from callsbot.config import Settings
 from callsbot.errors import MarketUnavailable
 from callsbot.market.dexscreener import Sleep
 from callsbot.market.gate import open_market
-from callsbot.market.models import Reason, Status, Verdict
 from callsbot.metrics import Metrics
+from callsbot.models import Reason, Status, Verdict
 
 
 def verdict_line(address: str, chain: str, verdict: Verdict, *, token: str | None = None) -> str:

@@ -36,6 +36,7 @@ from callsbot.clock import Clock
 from callsbot.config import CieloSettings
 from callsbot.errors import CredentialsRejected, FeedUnavailable, StoreError
 from callsbot.metrics import Metrics
+from callsbot.models import Buy
 from callsbot.store.base import SignalStore
 
 log = logging.getLogger(__name__)
@@ -111,37 +112,6 @@ class CieloBadPage(CieloError):
 
 # --------------------------------------------------------------------------------------------
 # Value objects.
-
-
-@attrs.frozen
-class Buy:
-    """A wallet paid a quote asset (token0) and received ``token`` (token1).
-
-    Attributes:
-        tx_hash: the transaction signature / hash.
-        wallet: the buying wallet.
-        wallet_label: Cielo's label of the wallet, when it has one.
-        token: the bought token's address.
-        symbol: its symbol as Cielo reported it (may be empty).
-        name: its name as Cielo reported it (may be empty).
-        usd: trade size in USD, ``None`` when Cielo sent no usable amount.
-        ts: unix seconds of the trade.
-        dex: where it traded (may be empty).
-        chain: the chain id (``solana``, ``ethereum``, ...).
-        first_interaction: the wallet's first trade of this token.
-    """
-
-    tx_hash: str
-    wallet: str
-    wallet_label: str | None
-    token: str
-    symbol: str
-    name: str
-    usd: float | None
-    ts: float
-    dex: str
-    chain: str
-    first_interaction: bool
 
 
 @attrs.frozen

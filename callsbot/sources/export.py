@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from callsbot.aggregator import IncomingMessage
-from callsbot.extract import Entity
+from callsbot.models import Entity, IncomingMessage
 
 log = logging.getLogger("callsbot.export")
 

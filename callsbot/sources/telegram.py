@@ -22,12 +22,13 @@ from typing import Any, Protocol, Self
 
 import attrs
 
-from callsbot.aggregator import Aggregator, IncomingMessage, cursor_name
+from callsbot.aggregator import Aggregator, cursor_name
 from callsbot.clock import Clock, unix_seconds
 from callsbot.config import Settings
 from callsbot.errors import NoGroupsResolved, SessionError, StoreError
 from callsbot.extract import entities_from_telethon
 from callsbot.metrics import Metrics
+from callsbot.models import IncomingMessage
 from callsbot.store import SignalStore
 
 log = logging.getLogger("callsbot.telegram")

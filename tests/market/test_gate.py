@@ -21,18 +21,10 @@ from callsbot.localapi.dexscreener import (
     http_date,
     make_pair,
 )
-from callsbot.market import (
-    DexScreenerClient,
-    MarketValidator,
-    Reason,
-    Status,
-    best_pair,
-    build_limiter,
-    judge,
-    parse_pairs,
-    snapshot_of,
-)
+from callsbot.market.dexscreener import DexScreenerClient, build_limiter, parse_pairs
+from callsbot.market.gate import MarketValidator, best_pair, judge, snapshot_of
 from callsbot.metrics import Metrics
+from callsbot.models import Reason, Status
 
 TOKEN = "7GCihgDB8fe6KNjn2MYtkzZcRjQy3t9GHdC8uHYmW2hr"
 OTHER = "DezXAZ8z7PnrnRJjz3wXBoRgixCaB1yy6tdBvHNMDi3o"

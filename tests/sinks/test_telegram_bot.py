@@ -14,10 +14,9 @@ from hypothesis import strategies as st
 from callsbot.alert import Alert, render_html, telegram_length
 from callsbot.config import ConsensusSettings, TgBotSettings
 from callsbot.errors import SinkError
-from callsbot.market.models import MarketSnapshot
+from callsbot.models import Buy, MarketSnapshot
 from callsbot.scoring import ScoreLine, consensus, score_card
 from callsbot.sinks.telegram_bot import TelegramBotSink
-from callsbot.sources.cielo import Buy
 from tests.fakes.telegram_bot import (
     CHAT_ID,
     FAKE_TOKEN,

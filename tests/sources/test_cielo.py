@@ -27,8 +27,8 @@ from callsbot.localapi.cielo import (
     transfer,
 )
 from callsbot.metrics import Metrics
+from callsbot.models import Buy
 from callsbot.sources.cielo import (
-    Buy,
     CieloAuthError,
     CieloFeed,
     MalformedItem,
