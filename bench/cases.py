@@ -26,13 +26,13 @@ from callsbot.aggregator import Aggregator, Recorded
 from callsbot.clock import SystemClock
 from callsbot.config import Settings
 from callsbot.extract import extract
-from callsbot.localapi.dexscreener import FakeDexScreener
 from callsbot.market.gate import open_market
 from callsbot.metrics import Metrics
 from callsbot.models import IncomingMessage
 from callsbot.store import keys
 from callsbot.store.memory import MemoryStore
 from callsbot.store.redis import RedisStore, build_client
+from callsbot.testing.dexscreener import FakeDexScreener
 
 WINDOW = 3600
 GROUPS = tuple(f"@call_group_{i:02d}" for i in range(30))

@@ -129,8 +129,6 @@ class TelegramSettings:
     spool_path: str = setting("callsbot-spool.jsonl")
     catch_up: bool = setting(True)
     seen_ttl_seconds: int = setting(7200, validator=positive)
-    #: A recorded session to play instead of connecting to Telegram (demo, tests).
-    replay: str | None = setting(None)
 
 
 @attrs.frozen
@@ -431,10 +429,10 @@ def load_settings(
     return Settings(**built)
 
 
-def missing_for_role(settings: Settings, role: str) -> list[str]:
-    """Environment variables that ``role`` needs but that are unset."""
+def missing_for_role(settings: Settings, role: str, *, replay: bool = False) -> list[str]:
+    """Environment variables that ``role`` needs but that are unset (``replay``: no Telegram)."""
     missing: list[str] = []
-    if role in ("all", "aggregator") and not settings.telegram.replay:
+    if role in ("all", "aggregator") and not replay:
         if settings.telegram.api_id is None:
             missing.append(env_name("telegram", "api_id"))
         if not settings.telegram.api_hash:

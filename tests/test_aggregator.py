@@ -12,13 +12,13 @@ import pytest
 from callsbot.aggregator import Aggregator
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings, ExtractionSettings, Settings, TelegramSettings
-from callsbot.localapi.dexscreener import ClockSleep, FakeDexScreener, make_pair
 from callsbot.market.gate import MarketValidator, open_market
 from callsbot.metrics import Metrics
 from callsbot.models import IncomingMessage
 from callsbot.store import MemoryStore, SignalStore
+from callsbot.testing.dexscreener import ClockSleep, FakeDexScreener, make_pair
+from callsbot.testing.redis_server import RedisServer
 from tests.conftest import make_redis_store
-from tests.redis_server import RedisServer
 from tests.tg import mint
 
 T0 = 1_700_000_000

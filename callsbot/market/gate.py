@@ -24,6 +24,7 @@ import attrs
 from callsbot.clock import Clock
 from callsbot.config import DexScreenerSettings, MarketSettings, Settings
 from callsbot.errors import MarketUnavailable
+from callsbot.events import EventHub, VerdictMade
 from callsbot.market.dexscreener import (
     DexScreenerClient,
     Pair,
@@ -363,6 +364,8 @@ class MarketValidator:
         clock: source of "now" for cache expiry.
         metrics: ``market_cache{result}`` counts ``hit``, ``miss`` and ``shared`` (joined a
             lookup already in flight).
+        events: where a :class:`~callsbot.events.VerdictMade` goes for every verdict fetched
+            (not for cache hits: the history keeps what was observed, when).
     """
 
     def __init__(
@@ -373,8 +376,10 @@ class MarketValidator:
         *,
         clock: Clock,
         metrics: Metrics,
+        events: EventHub | None = None,
     ) -> None:
         self._client = client
+        self._events = events
         self._settings = settings
         self._cache_settings = cache_settings
         self._clock = clock
@@ -452,6 +457,10 @@ class MarketValidator:
             verdict = judge(key, snapshot_of(key, chain, pairs), self._settings, chain=chain)
             self._verdicts.put((chain, key), verdict, self._ttl(verdict.valid))
             out[key] = verdict
+            if self._events is not None:
+                self._events.publish(
+                    VerdictMade(at=self._clock.time(), chain=chain, verdict=verdict)
+                )
         return out
 
     async def resolve_pairs(
@@ -511,6 +520,7 @@ async def open_market(
     metrics: Metrics,
     session: aiohttp.ClientSession | None = None,
     sleep: Sleep = asyncio.sleep,
+    events: EventHub | None = None,
 ) -> tuple[DexScreenerClient, MarketValidator]:
     """Build the DexScreener client and the validator from ``settings``.
 
@@ -520,6 +530,6 @@ async def open_market(
         settings.dexscreener, session=session, metrics=metrics, clock=clock, sleep=sleep
     )
     validator = MarketValidator(
-        client, settings.market, settings.dexscreener, clock=clock, metrics=metrics
+        client, settings.market, settings.dexscreener, clock=clock, metrics=metrics, events=events
     )
     return client, validator

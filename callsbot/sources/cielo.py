@@ -37,6 +37,7 @@ from callsbot.config import CieloSettings
 from callsbot.errors import CredentialsRejected, FeedUnavailable, StoreError
 from callsbot.metrics import Metrics
 from callsbot.models import Buy
+from callsbot.store import keys
 from callsbot.store.base import SignalStore
 
 log = logging.getLogger(__name__)
@@ -408,7 +409,7 @@ class CieloFeed:
         return parse_page(body)
 
     async def _is_new(self, tx_hash: str) -> bool:
-        key = f"tx:{tx_hash}"
+        key = keys.seen_tx(tx_hash)
         # This process's own memory first: when the store goes away, the buys it already handled
         # are still on the feed's newest page, and must not come back as new.
         if key in self._local_seen:

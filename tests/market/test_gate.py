@@ -13,7 +13,11 @@ from aiolimiter import AsyncLimiter
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings, MarketSettings
 from callsbot.errors import MarketUnavailable
-from callsbot.localapi.dexscreener import (
+from callsbot.market.dexscreener import DexScreenerClient, build_limiter, parse_pairs
+from callsbot.market.gate import MarketValidator, best_pair, judge, snapshot_of
+from callsbot.metrics import Metrics
+from callsbot.models import Reason, Status
+from callsbot.testing.dexscreener import (
     USDC,
     WSOL,
     ClockSleep,
@@ -21,10 +25,6 @@ from callsbot.localapi.dexscreener import (
     http_date,
     make_pair,
 )
-from callsbot.market.dexscreener import DexScreenerClient, build_limiter, parse_pairs
-from callsbot.market.gate import MarketValidator, best_pair, judge, snapshot_of
-from callsbot.metrics import Metrics
-from callsbot.models import Reason, Status
 
 TOKEN = "7GCihgDB8fe6KNjn2MYtkzZcRjQy3t9GHdC8uHYmW2hr"
 OTHER = "DezXAZ8z7PnrnRJjz3wXBoRgixCaB1yy6tdBvHNMDi3o"

@@ -13,19 +13,6 @@ import pytest
 from callsbot.clock import FakeClock
 from callsbot.config import CieloSettings
 from callsbot.errors import StoreError
-from callsbot.localapi.cielo import (
-    API_KEY,
-    CREDITS,
-    PENDING,
-    USDC,
-    WALLET,
-    FakeCielo,
-    Reply,
-    envelope,
-    sell,
-    swap,
-    transfer,
-)
 from callsbot.metrics import Metrics
 from callsbot.models import Buy
 from callsbot.sources.cielo import (
@@ -38,8 +25,21 @@ from callsbot.sources.cielo import (
 )
 from callsbot.store.base import SignalStore
 from callsbot.store.memory import MemoryStore
+from callsbot.testing.cielo import (
+    API_KEY,
+    CREDITS,
+    PENDING,
+    USDC,
+    WALLET,
+    FakeCielo,
+    Reply,
+    envelope,
+    sell,
+    swap,
+    transfer,
+)
+from callsbot.testing.redis_server import free_port
 from tests.conftest import make_redis_store
-from tests.redis_server import free_port
 
 TOKEN_A = "7GCihgDB8fe6KNjn2MYtkzZcRjQy3t9GHdC8uHYmW2hr"
 TOKEN_B = "HeLp6NuQkmYB4pYWo2zYs22mESHXPQYzXbB8n4V98jwC"
@@ -331,7 +331,7 @@ async def test_store_down_dedupes_in_memory(
 async def test_buys_handled_before_an_outage_stay_handled_during_it(
     fake: FakeCielo, clock: FakeClock, metrics: Metrics, redis_url: str
 ) -> None:
-    from tests.redis_server import RedisServer
+    from callsbot.testing.redis_server import RedisServer
 
     server = RedisServer()
     server.start()
