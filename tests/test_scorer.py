@@ -31,6 +31,7 @@ from callsbot.testing.cielo import API_KEY, CREDITS, FakeCielo, Reply, sell, swa
 from callsbot.testing.redis_server import free_port
 from callsbot.testing.telegram_bot import CHAT_ID, FAKE_TOKEN, FakeTelegramBot, server_error
 from tests.conftest import make_redis_store
+from tests.tg import mint
 
 NOW = 1_700_000_000.0
 TOKEN = "9BB6NFEcjBCtnNLFko2FqVQBq8HHM13kCyYcdQbgpump"
@@ -411,7 +412,7 @@ async def test_watch_list_is_read_in_one_round_trip(
 ) -> None:
     store = CountingStore(window=3600, clock=clock)
     await beat(store)
-    tokens = [f"Tok{i:02d}" + "1" * 38 for i in range(12)]
+    tokens = [mint(i) for i in range(12)]
     market = FixedMarket({t: valid(snapshot(t)) for t in tokens})
     cielo.serve([swap(f"tx{i}", t) for i, t in enumerate(tokens)])
     rig = make_rig(cielo, bot, store, clock, metrics, tmp_path, market=market)

@@ -516,3 +516,27 @@ async def test_an_unexpected_error_is_unknown_not_a_crash(
     verdict = await validator.verdict(TOKEN)
     assert (verdict.status, verdict.detail) == (Status.UNKNOWN, "internal error (ValueError)")
     assert "crashed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["7GCi\ud800W2hr", "abc\x00def", "a,b", "../../x", "x" * 300, "", "a b"],
+    ids=["surrogate", "nul", "comma", "path", "long", "empty", "space"],
+)
+async def test_a_hostile_address_never_poisons_the_batch_it_would_join(
+    dex: FakeDexScreener, make_validator: Factory, hostile: str
+) -> None:
+    dex.add_token(TOKEN)
+    dex.add_token(OTHER)
+    validator = make_validator()
+    verdicts = await validator.verdicts([TOKEN, hostile, OTHER])
+    assert verdicts[TOKEN].valid
+    assert verdicts[OTHER].valid
+    assert (verdicts[hostile].status, verdicts[hostile].reason) == (
+        Status.INVALID,
+        Reason.NO_PAIRS,
+    )
+    assert verdicts[hostile].detail == "not an address"
+    assert [r.addresses for r in dex.requests] == [(TOKEN, OTHER)]
+    assert await validator.resolve_pairs([hostile]) == {hostile: None}
+    assert len(dex.requests) == 1
