@@ -92,6 +92,14 @@ class MarketData(Protocol):
         """
         ...
 
+    async def locate(self, tokens: Sequence[str]) -> Mapping[str, str | None]:
+        """The chain of each token's most liquid pair on any chain; ``None`` when it has none.
+
+        Raises:
+            MarketUnavailable: could not ask right now (the caller retries later).
+        """
+        ...
+
 
 class MarketUnavailable(Exception):
     """Market data could not be fetched right now (rate limited, 5xx, timeout, bad body)."""
