@@ -27,12 +27,12 @@ from callsbot.errors import MarketUnavailable
 from callsbot.market.dexscreener import (
     DexScreenerClient,
     Pair,
-    Sleep,
     address_key,
     same_address,
 )
 from callsbot.market.models import MarketSnapshot, Reason, Status, Verdict
 from callsbot.metrics import Metrics
+from callsbot.net.retry import Sleep
 
 log = logging.getLogger(__name__)
 
