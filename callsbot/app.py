@@ -194,7 +194,7 @@ async def run_scorer(rt: Runtime, market: MarketValidator, stop: asyncio.Event) 
     """The scorer role: Cielo feed → score with consensus → alerts."""
     s = rt.settings
     feed = CieloFeed(s.cielo, rt.store, clock=rt.clock, metrics=rt.metrics)
-    sinks = build_sinks(s)
+    sinks = build_sinks(s, clock=rt.clock)
     scorer = Scorer(s, rt.store, market, feed, sinks, clock=rt.clock, metrics=rt.metrics)
     rt.scorer = scorer
     try:
