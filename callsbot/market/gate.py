@@ -29,12 +29,12 @@ from callsbot.events import EventHub, VerdictMade
 from callsbot.market.dexscreener import (
     DexScreenerClient,
     Pair,
-    Sleep,
     address_key,
     same_address,
 )
 from callsbot.metrics import Metrics
 from callsbot.models import MarketSnapshot, Reason, Status, Verdict
+from callsbot.net.retry import Sleep
 
 log = logging.getLogger(__name__)
 
