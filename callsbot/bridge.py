@@ -34,24 +34,6 @@ def process_origin(role: str) -> str:
     return f"{role}@{socket.gethostname()}:{os.getpid()}"
 
 
-class RemoteMarks:
-    """Events that came off the stream, so the publisher does not put them back on it."""
-
-    def __init__(self) -> None:
-        self._ids: set[int] = set()
-
-    def mark(self, event: Event) -> None:
-        """``event`` came from another process."""
-        self._ids.add(id(event))
-
-    def take(self, event: Event) -> bool:
-        """Whether ``event`` came from another process (forgetting it)."""
-        if id(event) in self._ids:
-            self._ids.discard(id(event))
-            return True
-        return False
-
-
 class StreamPublisher:
     """A hub subscriber and a service: appends this process's events to the stream in batches.
 
@@ -69,20 +51,20 @@ class StreamPublisher:
         maxlen: int,
         buffer: int,
         metrics: Metrics,
-        remote: RemoteMarks,
+        hub: EventHub,
     ) -> None:
         self._stream = stream
         self._origin = origin
         self._maxlen = maxlen
+        self._hub = hub
         self._pending: collections.deque[tuple[str, str]] = collections.deque(maxlen=buffer)
         self._metrics = metrics
-        self._remote = remote
         self._wake = asyncio.Event()
         self._failing: str | None = None
 
     async def __call__(self, event: Event) -> None:
         """Queue ``event`` for the stream (the hub calls this)."""
-        if self._remote.take(event):
+        if self._hub.is_remote(event):
             return
         if len(self._pending) == self._pending.maxlen:
             self._metrics.stream_dropped.inc()
@@ -155,7 +137,7 @@ class StreamReader:
         block: float,
         metrics: Metrics,
         clock: Clock,
-        remote: RemoteMarks,
+        kinds: frozenset[str] | None = None,
     ) -> None:
         self._stream = stream
         self._hub = hub
@@ -164,7 +146,7 @@ class StreamReader:
         self._block = block
         self._metrics = metrics
         self._clock = clock
-        self._remote = remote
+        self._kinds = kinds
         self._last: str | None = None
         self._failing: str | None = None
 
@@ -189,7 +171,9 @@ class StreamReader:
         handled = 0
         for entry in entries:
             self._last = entry.id
-            if entry.origin == self._origin:
+            if entry.origin == self._origin or (
+                self._kinds is not None and entry.kind not in self._kinds
+            ):
                 continue
             try:
                 event = decode(entry.kind, entry.payload)
@@ -197,8 +181,7 @@ class StreamReader:
                 self._metrics.stream_skipped.inc()
                 log.warning("event stream entry %s skipped: %s", entry.id, exc)
                 continue
-            self._remote.mark(event)
-            self._hub.publish(event)
+            self._hub.publish(event, remote=True)
             self._metrics.stream_lag.observe(max(0.0, self._clock.time() - event.at))
             handled += 1
         if entries:

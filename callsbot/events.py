@@ -16,6 +16,7 @@ import json
 import logging
 import types
 import typing
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar
 
@@ -229,6 +230,7 @@ class EventHub:
         self._clock = clock
         self._subs: list[Subscription] = []
         self._running = False
+        self._remote: weakref.WeakSet[Event] = weakref.WeakSet()
 
     @property
     def subscribers(self) -> tuple[str, ...]:
@@ -249,9 +251,16 @@ class EventHub:
         self._subs.append(sub)
         return sub
 
-    def publish(self, event: Event) -> None:
-        """Queue ``event`` for every subscriber that wants it; never waits."""
-        self._metrics.events_published.labels(event.kind).inc()
+    def publish(self, event: Event, *, remote: bool = False) -> None:
+        """Queue ``event`` for every subscriber that wants it; never waits.
+
+        ``remote``: the event happened in another process (it came off the shared stream);
+        subscribers that only count or forward this process's own events ask :meth:`is_remote`.
+        """
+        if remote:
+            self._remote.add(event)
+        else:
+            self._metrics.events_published.labels(event.kind).inc()
         for sub in self._subs:
             if not sub.wants(event):
                 continue
@@ -270,6 +279,10 @@ class EventHub:
             else:
                 if sub.overflowing and sub.queue.qsize() < sub.queue.maxsize // 2:
                     sub.overflowing = False
+
+    def is_remote(self, event: Event) -> bool:
+        """Whether ``event`` was published as coming from another process."""
+        return event in self._remote
 
     def backlog(self) -> dict[str, int]:
         """Events waiting, per subscriber."""

@@ -42,6 +42,7 @@ class Metrics:
     pipeline_latency: Histogram
     levels_reached: Counter
     events_published: Counter
+    scorer_reactions: Counter
     stream_appended: Counter
     stream_dropped: Counter
     stream_skipped: Counter
@@ -104,6 +105,9 @@ class Metrics:
                 r, "callsbot_levels_reached", "Tokens reaching a group count (3 = 3+)", "level"
             ),
             events_published=_counter(r, "callsbot_events_published", "Events published", "kind"),
+            scorer_reactions=_counter(
+                r, "callsbot_scorer_reactions", "Watch-list re-scores started by a new mention"
+            ),
             stream_appended=_counter(r, "callsbot_stream_appended", "Events put on the stream"),
             stream_dropped=_counter(
                 r, "callsbot_stream_dropped", "Events dropped: the stream buffer was full"

@@ -22,7 +22,7 @@ from callsbot.alert import Alert
 from callsbot.clock import Clock
 from callsbot.config import Settings
 from callsbot.errors import StoreError
-from callsbot.events import AlertSent, BuyScored, EventHub
+from callsbot.events import AlertSent, BuyScored, Event, EventHub, MentionRecorded
 from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
 from callsbot.models import Buy, MarketSnapshot, Status, Verdict
@@ -125,6 +125,8 @@ class Scorer:
         self._metrics = metrics
         self._sleep = sleep
         self._watch: dict[str, _Watch] = {}
+        self._urgent: set[str] = set()
+        self._wake = asyncio.Event()
         self._pending: dict[str, _Pending] = {}
         self._local_claims: dict[str, float] = {}
         self._next_poll_delay = settings.cielo.poll_seconds
@@ -202,7 +204,44 @@ class Scorer:
                 await self._beat(3 * beat_every)
                 next_beat = self._clock.time() + beat_every
             wait = min(next_poll, next_tick, next_beat) - self._clock.time()
-            await self._sleep(max(0.0, wait))
+            await self._pause(max(0.0, wait))
+            if self._urgent:
+                try:
+                    await self.react()
+                except Exception:
+                    log.exception("scorer: re-scoring on a new mention failed")
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` on the injected sleep, or less when a watched token was mentioned."""
+        if self._urgent:
+            return
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waker.cancel()
+            self._wake.clear()
+            slept = sleeper.done()
+            if not slept:
+                sleeper.cancel()
+        if slept:
+            sleeper.result()  # what the sleep raised ends the loop, as before
+
+    async def notice(self, event: Event) -> None:
+        """A hub subscriber: a new mention of a watched token makes the scorer re-score it now."""
+        if isinstance(event, MentionRecorded) and event.token in self._watch:
+            self._urgent.add(event.token)
+            self._wake.set()
+
+    async def react(self) -> list[Scored]:
+        """Re-score the watched tokens mentioned since the last call (one ``counts`` read)."""
+        tokens = [t for t in self._urgent if t in self._watch]
+        self._urgent.clear()
+        if not tokens:
+            return []
+        self._metrics.scorer_reactions.inc()
+        return await self._rescore(tokens)
 
     async def _beat(self, ttl: float) -> None:
         try:
@@ -239,15 +278,22 @@ class Scorer:
             del self._watch[token]
         if not self._watch:
             return results
+        return results + await self._rescore(list(self._watch))
+
+    async def _rescore(self, tokens: Sequence[str]) -> list[Scored]:
+        """Re-score those of ``tokens`` whose group count rose (or that wait for a retry)."""
         try:
-            counts = await self._store.counts(list(self._watch))
+            counts = await self._store.counts(tokens)
         except StoreError as exc:
             self._metrics.store_errors.labels(op="counts").inc()
             log.warning("scorer: cannot read group counts for the watch list: %s", exc)
-            return results
+            return []
         healthy = await self._aggregator_healthy()
         due: list[Buy] = []
-        for token, entry in self._watch.items():
+        for token in tokens:
+            entry = self._watch.get(token)
+            if entry is None:
+                continue
             count = counts.get(token, 0)
             if (
                 entry.retry_alert
@@ -258,9 +304,7 @@ class Scorer:
                 due.append(entry.buy)
             else:
                 entry.count = count
-        if due:
-            results += await self._evaluate(due, rescore=True)
-        return results
+        return await self._evaluate(due, rescore=True) if due else []
 
     # -- steps ---------------------------------------------------------------------------------
 

@@ -18,13 +18,16 @@ log = logging.getLogger("callsbot.aggregator")
 
 
 class EventMetrics:
-    """Counts what the events say: mentions recorded by kind, levels reached."""
+    """Counts what this process's events say: mentions recorded by kind, levels reached."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, hub: EventHub) -> None:
         self._metrics = metrics
+        self._hub = hub
 
     async def __call__(self, event: Event) -> None:
-        """Count one event."""
+        """Count one event (not one another process published: that process counts it)."""
+        if self._hub.is_remote(event):
+            return
         if isinstance(event, MentionRecorded):
             self._metrics.mentions_recorded.labels(event.mention_kind).inc()
         elif isinstance(event, LevelReached):
@@ -34,13 +37,14 @@ class EventMetrics:
 class ConsensusLog:
     """Logs ``consensus TOKEN groups=N [@a, @b] first call M min ago`` from 2 groups on."""
 
-    def __init__(self, window: MentionWindow, clock: Clock) -> None:
+    def __init__(self, window: MentionWindow, clock: Clock, hub: EventHub) -> None:
         self._window = window
         self._clock = clock
+        self._hub = hub
 
     async def __call__(self, event: Event) -> None:
-        """Log one consensus line for a mention that made 2 or more groups."""
-        if not isinstance(event, MentionRecorded) or event.count < 2:
+        """Log one consensus line for a mention of this process that made 2 or more groups."""
+        if not isinstance(event, MentionRecorded) or event.count < 2 or self._hub.is_remote(event):
             return
         try:
             groups = await self._window.groups(event.token)
@@ -62,5 +66,5 @@ def subscribe_standard(
     hub: EventHub, *, window: MentionWindow, clock: Clock, metrics: Metrics
 ) -> None:
     """Register the subscribers every process has."""
-    hub.subscribe("metrics", EventMetrics(metrics))
-    hub.subscribe("consensus-log", ConsensusLog(window, clock), kinds=[MentionRecorded])
+    hub.subscribe("metrics", EventMetrics(metrics, hub))
+    hub.subscribe("consensus-log", ConsensusLog(window, clock, hub), kinds=[MentionRecorded])

@@ -16,8 +16,9 @@ import pytest
 from callsbot.clock import FakeClock
 from callsbot.config import AlertsSettings, CieloSettings, ScoringSettings, Settings, TgBotSettings
 from callsbot.errors import StoreError
+from callsbot.events import MentionRecorded
 from callsbot.metrics import Metrics
-from callsbot.models import MarketSnapshot, Reason, Status, Verdict
+from callsbot.models import MarketSnapshot, MessageRef, Reason, Status, Verdict
 from callsbot.net.retry import RetryPolicy
 from callsbot.runtime.roles import build_feed, build_scorer, build_sinks, make_parts
 from callsbot.scorer import Scorer
@@ -406,6 +407,76 @@ async def test_late_consensus_alerts(
     await beat(store)
     await call(store, TOKEN, "@later")
     assert await rig.scorer.tick() == []  # off the watch list once alerted
+    await rig.close()
+
+
+def recorded_event(token: str, group: str, count: int, ts: float) -> MentionRecorded:
+    ref = MessageRef("live", -1001, group, 1, int(ts))
+    return MentionRecorded(
+        at=ts, ref=ref, token=token, mention_kind="mint", chain="solana", count=count
+    )
+
+
+async def test_a_mention_of_a_watched_token_is_re_scored_at_once(
+    cielo: FakeCielo,
+    bot: FakeTelegramBot,
+    store: SignalStore,
+    clock: FakeClock,
+    metrics: Metrics,
+    tmp_path: Path,
+) -> None:
+    await beat(store)
+    await call(store, TOKEN, "@early")
+    cielo.serve([swap("tx1", TOKEN)])
+    rig = make_rig(cielo, bot, store, clock, metrics, tmp_path)
+    [first] = await rig.scorer.poll_once()
+    assert first.outcome == "watching"
+    # A mention of a token nobody watches wakes nothing.
+    await rig.scorer.notice(recorded_event(OTHER, "@x", 1, clock.time()))
+    assert await rig.scorer.react() == []
+
+    await call(store, TOKEN, "@late")
+    await rig.scorer.notice(recorded_event(TOKEN, "@late", 2, clock.time()))
+    [late] = await rig.scorer.react()  # no tick, no clock movement
+    assert (late.outcome, late.card and late.card.total) == ("alerted", 7)
+    assert sample(metrics, "scorer_reactions") == 1
+    await rig.close()
+
+
+async def test_the_loop_wakes_for_a_deciding_mention_without_waiting_for_its_tick(
+    cielo: FakeCielo,
+    bot: FakeTelegramBot,
+    store: SignalStore,
+    clock: FakeClock,
+    metrics: Metrics,
+    tmp_path: Path,
+) -> None:
+    await beat(store)
+    await call(store, TOKEN, "@early")
+    cielo.serve([swap("tx1", TOKEN)])
+    rig = make_rig(cielo, bot, store, clock, metrics, tmp_path)
+    [first] = await rig.scorer.poll_once()
+    assert first.outcome == "watching"
+    never, parked = asyncio.Event(), asyncio.Event()
+
+    async def sleep_until_woken(seconds: float) -> None:
+        parked.set()
+        await never.wait()  # the clock never moves: only the mention can wake the loop
+
+    rig.scorer._sleep = sleep_until_woken
+    loop = asyncio.create_task(rig.scorer.loop())
+    await parked.wait()  # first poll, tick and beat done; the next tick is 30 s away
+    assert bot.sent == []
+    await call(store, TOKEN, "@late")
+    await rig.scorer.notice(recorded_event(TOKEN, "@late", 2, clock.time()))
+    async with asyncio.timeout(10):
+        while not bot.sent:
+            assert not loop.done()
+            await asyncio.wait({loop}, timeout=0.05)  # the Bot API fake answers over real HTTP
+    loop.cancel()
+    await asyncio.gather(loop, return_exceptions=True)
+    [sent] = bot.sent
+    assert "MULTI-BOT CONSENSUS: +1 (2 groups: @early, @late)" in sent["visible"]
     await rig.close()
 
 

@@ -54,6 +54,8 @@ async def run(
                 services += await stack.enter_async_context(
                     roles.role_services(parts, name, stop=stop, replay=replay)
                 )
+            if role != "all":
+                services += roles.build_bridge(parts, role)
             if settings.web.enabled:
                 services.append(roles.build_web(parts, list(services)))
             await _supervise_all(services, parts, stop, grace_seconds)

@@ -23,10 +23,11 @@ import aiohttp
 import attrs
 
 from callsbot.aggregator import Aggregator
+from callsbot.bridge import StreamPublisher, StreamReader, process_origin
 from callsbot.clock import Clock
 from callsbot.config import Settings
 from callsbot.errors import ConfigError
-from callsbot.events import EventHub
+from callsbot.events import EventHub, LevelReached, MentionRecorded
 from callsbot.market.gate import open_market
 from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
@@ -192,7 +193,7 @@ def build_scorer(
     """The scorer over ``feed`` (default: Cielo) sending to ``sinks`` (default: configured)."""
     if parts.market is None:
         raise ValueError("the scorer needs market data")
-    return Scorer(
+    scorer = Scorer(
         parts.settings,
         parts.store,
         parts.market,
@@ -205,6 +206,53 @@ def build_scorer(
         events=parts.events,
         sleep=parts.sleep,
     )
+    parts.events.subscribe(
+        "scorer",
+        scorer.notice,
+        kinds=[MentionRecorded],
+        maxsize=parts.settings.events.subscriber_queue,
+    )
+    return scorer
+
+
+#: What each role of a split deployment reads off the shared stream (None: everything).
+STREAM_READS: dict[str, frozenset[str] | None] = {
+    "aggregator": frozenset(),
+    "scorer": frozenset({MentionRecorded.kind, LevelReached.kind}),
+}
+
+
+def build_bridge(parts: Parts, role: str) -> list[Service]:
+    """Split mode: put this process's events on the shared stream and read what ``role`` needs.
+
+    Returns the publisher (also subscribed to every event of ``parts.events``) and, when the
+    role reads anything, the reader.
+    """
+    s = parts.settings.events
+    origin = process_origin(role)
+    publisher = StreamPublisher(
+        parts.store,
+        origin=origin,
+        maxlen=s.stream_maxlen,
+        buffer=s.publish_buffer,
+        metrics=parts.metrics,
+        hub=parts.events,
+    )
+    parts.events.subscribe("stream", publisher, maxsize=s.subscriber_queue)
+    kinds = STREAM_READS.get(role)
+    if kinds is not None and not kinds:
+        return [publisher]
+    reader = StreamReader(
+        parts.store,
+        parts.events,
+        reader=role,
+        origin=origin,
+        block=min(s.stream_block_seconds, parts.settings.store.socket_timeout / 2),
+        metrics=parts.metrics,
+        clock=parts.clock,
+        kinds=kinds,
+    )
+    return [publisher, reader]
 
 
 def build_store_probe(parts: Parts) -> StoreProbe:
