@@ -13,7 +13,7 @@ all: lint typecheck test
 
 help:
 	@echo "make test        create .venv, install, get redis-server, run the tests"
-	@echo "make lint        ruff check + format check"
+	@echo "make lint        ruff check + format check + import contract (lint-imports)"
 	@echo "make typecheck   mypy --strict on callsbot/"
 	@echo "make run         every role in one process (python -m callsbot run)"
 	@echo "make run-aggregator / run-scorer   one role each (redis:// store)"
@@ -54,6 +54,7 @@ test: $(STAMP) redis-server
 lint: $(STAMP)
 	$(BIN)/ruff check callsbot tests bench scripts
 	$(BIN)/ruff format --check callsbot tests bench scripts
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format callsbot tests bench scripts

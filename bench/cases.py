@@ -26,13 +26,14 @@ from callsbot.aggregator import Aggregator, Recorded
 from callsbot.clock import SystemClock
 from callsbot.config import Settings
 from callsbot.extract import extract
-from callsbot.localapi.dexscreener import FakeDexScreener
 from callsbot.market.gate import open_market
 from callsbot.metrics import Metrics
 from callsbot.models import IncomingMessage
+from callsbot.runtime.roles import build_pipeline, make_parts
 from callsbot.store import keys
 from callsbot.store.memory import MemoryStore
 from callsbot.store.redis import RedisStore, build_client
+from callsbot.testing.dexscreener import FakeDexScreener
 
 WINDOW = 3600
 GROUPS = tuple(f"@call_group_{i:02d}" for i in range(30))
@@ -516,9 +517,8 @@ async def case_market_requests(cfg: Config) -> list[Row]:
         clock = SystemClock()
         client, validator = await open_market(settings, clock=clock, metrics=metrics)
         store = MemoryStore(window=WINDOW, clock=clock)
-        agg = Aggregator(
-            settings=settings, store=store, market=validator, clock=clock, metrics=metrics
-        )
+        parts = make_parts(settings, clock=clock, metrics=metrics, store=store, market=validator)
+        agg = build_pipeline(parts)
         stop = asyncio.Event()
         runner = asyncio.create_task(agg.run(stop))
         ts = int(time.time())

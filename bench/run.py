@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from bench import cases
 from bench.report import Row, machine, table, write_json
-from tests.redis_server import RedisServer
+from callsbot.testing.redis_server import RedisServer
 
 CaseFn = Callable[[cases.Config], Awaitable[list[Row]] | list[Row]]
 

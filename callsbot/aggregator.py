@@ -25,11 +25,12 @@ import attrs
 from callsbot.clock import Clock, unix_seconds
 from callsbot.config import Settings
 from callsbot.errors import MarketUnavailable, StoreError
+from callsbot.events import EventHub, LevelReached, MentionRecorded
 from callsbot.extract import extract
 from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
-from callsbot.models import Entity, IncomingMessage, Status
-from callsbot.store import SignalStore
+from callsbot.models import IncomingMessage, Status, message_from_json, message_to_json
+from callsbot.store import SignalStore, keys
 
 log = logging.getLogger("callsbot.aggregator")
 
@@ -47,11 +48,20 @@ class Candidate:
     kind: str  # mint | pair | evm | evm_pair: what the message named
     address: str  # the token; for a pair, its address until resolved
     chain: str
-    group: str
-    chat_id: int
-    message_id: int
-    ts: int
+    message: IncomingMessage
     pair: str | None = None  # the pair address, once resolved to ``address``
+
+    @property
+    def group(self) -> str:
+        return self.message.group
+
+    @property
+    def message_id(self) -> int:
+        return self.message.message_id
+
+    @property
+    def ts(self) -> int:
+        return self.message.ts
 
     @property
     def is_pair(self) -> bool:
@@ -68,9 +78,22 @@ class Mention:
 
     token: str
     kind: str
-    group: str
-    ts: int
-    claim_key: str
+    chain: str
+    message: IncomingMessage
+    pair: str | None = None
+
+    @property
+    def group(self) -> str:
+        return self.message.group
+
+    @property
+    def ts(self) -> int:
+        return self.message.ts
+
+    @property
+    def claim(self) -> str:
+        """The claim that makes recording this mention idempotent."""
+        return keys.seen_mention(self.message.chat_id, self.message.message_id, self.token)
 
 
 @attrs.frozen
@@ -100,6 +123,7 @@ class Aggregator:
         market: validation and pair resolution (batched and cached by the implementation).
         clock: "now" for expiry decisions.
         metrics: the process's metrics.
+        events: where :class:`MentionRecorded` and :class:`LevelReached` are published.
         validate: ``False`` records every extracted mint without asking market data (backfill
             ``--no-validate``); pair addresses are still resolved.
         spool: where :meth:`run` saves what still waits at shutdown (and takes it back from).
@@ -114,6 +138,7 @@ class Aggregator:
         market: MarketData | None,
         clock: Clock,
         metrics: Metrics,
+        events: EventHub | None = None,
         validate: bool = True,
         spool: Path | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -124,6 +149,8 @@ class Aggregator:
         self._market = market
         self._clock = clock
         self._metrics = metrics
+        self._events = events
+        self._levels: dict[str, tuple[int, int]] = {}  # token -> (level published, window start)
         self._validate = validate
         self._sleep = sleep
         self._spool = spool
@@ -135,6 +162,14 @@ class Aggregator:
         self._flushing = asyncio.Lock()
         self._wake = asyncio.Event()
         self._overflow_logged = False
+
+    name = "pipeline"
+
+    def health(self) -> list[str]:
+        """Reasons the pipeline is not ready: store writes failing (mentions buffered)."""
+        if self._buffer:
+            return [f"store writes failing: {len(self._buffer)} mentions buffered"]
+        return []
 
     # -- intake --------------------------------------------------------------------------------
 
@@ -197,9 +232,9 @@ class Aggregator:
             self._queue.task_done()
         if not (messages or self._buffer or self._deferred):
             return
-        lines = [json.dumps({"message": attrs.asdict(m)}) for m in messages]
-        lines += [json.dumps({"mention": attrs.asdict(m)}) for m in self._buffer]
-        lines += [json.dumps({"candidate": attrs.asdict(c)}) for c in self._deferred]
+        lines = [json.dumps({"message": message_to_json(m)}) for m in messages]
+        lines += [json.dumps({"mention": _mention_json(m)}) for m in self._buffer]
+        lines += [json.dumps({"candidate": _candidate_json(c)}) for c in self._deferred]
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
@@ -222,13 +257,11 @@ class Aggregator:
             try:
                 entry = json.loads(line)
                 if "message" in entry:
-                    raw = entry["message"]
-                    entities = tuple(Entity(**e) for e in raw.pop("entities"))
-                    messages.append(IncomingMessage(**raw, entities=entities))
+                    messages.append(message_from_json(entry["message"]))
                 elif "mention" in entry:
-                    self._buffer.append(Mention(**entry["mention"]))
+                    self._buffer.append(_mention_from_json(entry["mention"]))
                 else:
-                    self._deferred.append(Candidate(**entry["candidate"]))
+                    self._deferred.append(_candidate_from_json(entry["candidate"]))
             except (ValueError, TypeError, KeyError) as exc:
                 log.error("spool %s: unreadable line skipped (%s): %.120s", path, exc, line)
         path.unlink()
@@ -321,7 +354,7 @@ class Aggregator:
         return results
 
     def _candidate(self, m: IncomingMessage, kind: str, address: str, chain: str) -> Candidate:
-        return Candidate(kind, address, chain, m.group, m.chat_id, m.message_id, m.ts)
+        return Candidate(kind, address, chain, m)
 
     async def _handle(self, candidates: Sequence[Candidate]) -> list[Recorded]:
         """Resolve, validate and record; results in the order the message named them."""
@@ -384,11 +417,7 @@ class Aggregator:
 
     async def _record(self, c: Candidate) -> Recorded:
         mention = Mention(
-            token=c.address,
-            kind=c.kind,
-            group=c.group,
-            ts=c.ts,
-            claim_key=f"msg:{c.chat_id}:{c.message_id}:{c.address}",
+            token=c.address, kind=c.kind, chain=c.chain, message=c.message, pair=c.pair
         )
         if self._buffer:
             # The store was away a moment ago: queue behind what waits, keep order, don't
@@ -406,7 +435,7 @@ class Aggregator:
                 mention.token,
                 mention.group,
                 mention.ts,
-                claim=mention.claim_key,
+                claim=mention.claim,
                 ttl=self._tg.seen_ttl_seconds,
             )
         except StoreError as exc:
@@ -416,7 +445,6 @@ class Aggregator:
         if count is None:
             self._metrics.mentions_rejected.labels("duplicate").inc()
             return "duplicate", None
-        self._metrics.mentions_recorded.labels(mention.kind).inc()
         log.info(
             "mention %s %s groups=%d",
             mention.group,
@@ -424,25 +452,44 @@ class Aggregator:
             count,
             extra={"token": mention.token, "group": mention.group, "groups": count},
         )
-        if count >= 2:
-            await self._log_consensus(mention.token, count)
+        self._publish(mention, count)
         return "recorded", count
 
-    async def _log_consensus(self, token: str, count: int) -> None:
-        try:
-            groups = await self._store.groups(token)
-        except StoreError:
+    def _publish(self, mention: Mention, count: int) -> None:
+        if self._events is None:
             return
-        first = min(groups.values(), default=unix_seconds(self._clock))
-        minutes = (unix_seconds(self._clock) - first) / 60
-        log.info(
-            "consensus %s groups=%d [%s] first call %.0f min ago",
-            token,
-            count,
-            ", ".join(sorted(groups, key=groups.__getitem__)),
-            minutes,
-            extra={"token": token, "groups": count},
+        now = self._clock.time()
+        m = mention.message
+        ref = m.ref
+        self._events.publish(
+            MentionRecorded(
+                at=now,
+                ref=ref,
+                token=mention.token,
+                mention_kind=mention.kind,
+                chain=mention.chain,
+                count=count,
+                pair=mention.pair,
+                text=m.text,
+                sender_id=m.sender_id,
+                forward=m.forward,
+            )
         )
+        level, start = self._levels.get(mention.token, (0, m.ts))
+        if m.ts - start >= self._store.window:
+            level, start = 0, m.ts  # the window emptied since: levels count afresh
+        if count > level:
+            self._levels[mention.token] = (count, start)
+            self._events.publish(
+                LevelReached(
+                    at=now,
+                    token=mention.token,
+                    chain=mention.chain,
+                    level=count,
+                    ts=m.ts,
+                    ref=ref,
+                )
+            )
 
     def _keep(self, mention: Mention, c: Candidate) -> Recorded:
         if len(self._buffer) >= self._tg.buffer_size:
@@ -492,6 +539,8 @@ class Aggregator:
         batch = list(self._deferred)
         self._deferred.clear()
         cutoff = unix_seconds(self._clock) - self._store.window
+        for token in [t for t, (_, start) in self._levels.items() if start <= cutoff]:
+            del self._levels[token]
         live = [c for c in batch if c.ts > cutoff]
         for c in batch:
             if c.ts <= cutoff:
@@ -508,6 +557,8 @@ class Aggregator:
     def _recorded(self, c: Candidate, outcome: str, count: int | None) -> Recorded:
         return Recorded(c.address, c.kind, c.group, c.message_id, c.ts, outcome, count)
 
+    # -- the catch-up cursors ------------------------------------------------------------------
+
     async def flush_cursors(self) -> None:
         """Write the last processed message id of each chat (the catch-up cursors).
 
@@ -518,16 +569,57 @@ class Aggregator:
         pending, self._cursors = self._cursors, {}
         for chat_id, message_id in pending.items():
             try:
-                await self._store.advance_cursor(cursor_name(chat_id), message_id)
+                await self._store.advance_cursor(keys.chat_cursor(chat_id), message_id)
             except StoreError:
                 self._metrics.store_errors.labels("cursor").inc()
                 current = self._cursors.get(chat_id, 0)
                 self._cursors[chat_id] = max(current, message_id)
 
 
-def cursor_name(chat_id: int) -> str:
-    """Name of the catch-up cursor (last processed message id) of a chat."""
-    return f"msg:{chat_id}"
+def _mention_json(m: Mention) -> dict[str, object]:
+    return {
+        "token": m.token,
+        "kind": m.kind,
+        "chain": m.chain,
+        "pair": m.pair,
+        "message": message_to_json(m.message),
+    }
+
+
+def _mention_from_json(raw: dict[str, object]) -> Mention:
+    message = raw["message"]
+    if not isinstance(message, dict):
+        raise TypeError("mention without its message")
+    return Mention(
+        token=str(raw["token"]),
+        kind=str(raw["kind"]),
+        chain=str(raw.get("chain") or "solana"),
+        message=message_from_json(message),
+        pair=None if raw.get("pair") is None else str(raw["pair"]),
+    )
+
+
+def _candidate_json(c: Candidate) -> dict[str, object]:
+    return {
+        "kind": c.kind,
+        "address": c.address,
+        "chain": c.chain,
+        "pair": c.pair,
+        "message": message_to_json(c.message),
+    }
+
+
+def _candidate_from_json(raw: dict[str, object]) -> Candidate:
+    message = raw["message"]
+    if not isinstance(message, dict):
+        raise TypeError("candidate without its message")
+    return Candidate(
+        kind=str(raw["kind"]),
+        address=str(raw["address"]),
+        chain=str(raw["chain"]),
+        message=message_from_json(message),
+        pair=None if raw.get("pair") is None else str(raw["pair"]),
+    )
 
 
 def _dedupe(candidates: list[Candidate]) -> list[Candidate]:

@@ -57,6 +57,32 @@ def _store_url(_inst: Any, _attr: attrs.Attribute[Any], value: str) -> None:
         raise ValueError(f"unknown store scheme in {value!r}; known: {known}")
 
 
+def header_safe(value: str) -> str | None:
+    """Why ``value`` cannot be sent as an HTTP header value, or ``None`` when it can.
+
+    Only visible ASCII passes: API keys have no spaces, and a control character (a pasted
+    newline, ``\r`` from a Windows ``.env``) would otherwise fail every request. The reason
+    never quotes the value.
+    """
+    for ch in value:
+        if not "!" <= ch <= "~":
+            return f"holds the character U+{ord(ch):04X}; an HTTP header takes visible ASCII only"
+    return None
+
+
+def _header_value(_inst: Any, _attr: attrs.Attribute[Any], value: str | None) -> None:
+    problem = header_safe(value) if value is not None else None
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def _trim_secret(value: Any) -> Any:
+    # Secrets are pasted: surrounding whitespace (and a .env's stray "\r") is never meant.
+    if isinstance(value, str):
+        return value.strip() or None
+    return value
+
+
 def setting(
     default: Any = attrs.NOTHING,
     *,
@@ -64,12 +90,17 @@ def setting(
     secret: bool = False,
     factory: Callable[[], Any] | None = None,
 ) -> Any:
-    """Declare one setting (an attrs field with our metadata)."""
+    """Declare one setting (an attrs field with our metadata).
+
+    A secret is not shown in ``repr``, is trimmed of surrounding whitespace (blank means
+    unset), and may come only from the environment or ``.env``.
+    """
     if factory is not None:
         default = attrs.Factory(factory)
     return attrs.field(
         default=default,
         validator=validator,
+        converter=_trim_secret if secret else None,
         repr=not secret,
         metadata={"secret": secret},
     )
@@ -129,8 +160,6 @@ class TelegramSettings:
     spool_path: str = setting("callsbot-spool.jsonl")
     catch_up: bool = setting(True)
     seen_ttl_seconds: int = setting(7200, validator=positive)
-    #: A recorded session to play instead of connecting to Telegram (demo, tests).
-    replay: str | None = setting(None)
 
 
 @attrs.frozen
@@ -163,7 +192,7 @@ class MarketSettings:
 @attrs.frozen
 class CieloSettings:
     url: str = setting("https://feed-api.cielo.finance")
-    api_key: str | None = setting(None, secret=True)
+    api_key: str | None = setting(None, secret=True, validator=_header_value)
     poll_seconds: float = setting(30.0, validator=positive)
     limit: int = setting(100, validator=_check(lambda v: 1 <= v <= 100, "must be 1..100"))
     chains: tuple[str, ...] = setting(factory=lambda: ("solana",))
@@ -345,6 +374,8 @@ def _build(prefix: str, cls: type[T], raw: Mapping[str, Any], *, from_env: bool 
                 raise ConfigError(key, "missing required value")
             continue
         value = _coerce(key, hints[name], raw[name], from_env=from_env)
+        if field.converter is not None:
+            value = field.converter(value)
         if field.validator is not None:
             try:
                 field.validator(None, field, value)
@@ -431,10 +462,10 @@ def load_settings(
     return Settings(**built)
 
 
-def missing_for_role(settings: Settings, role: str) -> list[str]:
-    """Environment variables that ``role`` needs but that are unset."""
+def missing_for_role(settings: Settings, role: str, *, replay: bool = False) -> list[str]:
+    """Environment variables that ``role`` needs but that are unset (``replay``: no Telegram)."""
     missing: list[str] = []
-    if role in ("all", "aggregator") and not settings.telegram.replay:
+    if role in ("all", "aggregator") and not replay:
         if settings.telegram.api_id is None:
             missing.append(env_name("telegram", "api_id"))
         if not settings.telegram.api_hash:

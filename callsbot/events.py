@@ -75,7 +75,6 @@ class LevelReached(Event):
         chain: its chain.
         level: the count reached (1, 2, 3, ...).
         ts: the message date of the mention that made it ``level`` (outcomes start there).
-        groups: the groups in the window at that moment, earliest call first.
         ref: the deciding message.
     """
 
@@ -84,7 +83,6 @@ class LevelReached(Event):
     chain: str
     level: int
     ts: int
-    groups: tuple[str, ...]
     ref: MessageRef
 
 

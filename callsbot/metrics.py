@@ -40,6 +40,7 @@ class Metrics:
     loop_restarts: Counter
     groups_resolved: Gauge
     pipeline_latency: Histogram
+    levels_reached: Counter
     events_published: Counter
     events_dropped: Counter
     event_handler_errors: Counter
@@ -94,6 +95,9 @@ class Metrics:
                 "Handler entry to recorded mention",
                 registry=r,
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+            ),
+            levels_reached=_counter(
+                r, "callsbot_levels_reached", "Tokens reaching a group count (3 = 3+)", "level"
             ),
             events_published=_counter(r, "callsbot_events_published", "Events published", "kind"),
             events_dropped=_counter(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -106,6 +107,27 @@ class IncomingMessage:
         return MessageRef(
             self.source, self.chat_id, self.group, self.message_id, self.ts, self.received_at
         )
+
+
+def message_to_json(m: IncomingMessage) -> dict[str, Any]:
+    """A JSON-ready dict of ``m`` (spools, recordings); :func:`message_from_json` reads it."""
+    return attrs.asdict(m, recurse=True)
+
+
+def message_from_json(raw: dict[str, Any]) -> IncomingMessage:
+    """The message :func:`message_to_json` wrote.
+
+    Raises:
+        TypeError, KeyError, ValueError: ``raw`` is not such a dict.
+    """
+    fields = dict(raw)
+    entities = tuple(Entity(**e) for e in fields.pop("entities", ()))
+    forward = fields.pop("forward", None)
+    return IncomingMessage(
+        **fields,
+        entities=entities,
+        forward=None if forward is None else ForwardHeader(**forward),
+    )
 
 
 @attrs.frozen

@@ -16,23 +16,22 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-import aiohttp
 import attrs
 
 from callsbot.alert import Alert
 from callsbot.clock import Clock
 from callsbot.config import Settings
 from callsbot.errors import StoreError
+from callsbot.events import AlertSent, BuyScored, EventHub
 from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
 from callsbot.models import Buy, MarketSnapshot, Status, Verdict
 from callsbot.scoring import Consensus, ScoreCard, consensus, score
 from callsbot.sinks.base import AlertSink
-from callsbot.sinks.jsonl import JsonlSink
-from callsbot.sinks.log import LogSink
-from callsbot.sinks.telegram_bot import TelegramBotSink
 from callsbot.sources.cielo import CieloAuthError, PollResult
+from callsbot.store import keys
 from callsbot.store.base import SignalStore
+from callsbot.tasks import until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +97,7 @@ class Scorer:
         sinks: where alerts go; an alert counts as delivered when at least one accepts it.
         clock: "now".
         metrics: ``feed_items``, ``feed_polls``, ``alerts``, ``store_errors``.
+        events: where :class:`BuyScored` and :class:`AlertSent` are published.
         sleep: the loop's pause; tests inject one that moves a fake clock.
     """
 
@@ -111,9 +111,11 @@ class Scorer:
         *,
         clock: Clock,
         metrics: Metrics,
+        events: EventHub | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._settings = settings
+        self._events = events
         self._scoring = settings.scoring
         self._store = store
         self._market = market
@@ -152,7 +154,25 @@ class Scorer:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    name = "scorer"
+
+    def health(self) -> list[str]:
+        """Reasons the scorer is not ready: the feed not polled yet, or not for too long."""
+        limit = 3 * self._settings.cielo.poll_seconds + self._settings.cielo.timeout_seconds
+        if self._last_poll_at is None:
+            return ["feed not polled yet"]
+        age = self._clock.time() - self._last_poll_at
+        return [f"feed last polled {age:.0f}s ago"] if age > limit else []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll, tick and beat until ``stop`` is set.
+
+        Raises:
+            CieloAuthError: the feed's API key was rejected (nothing else ends the loop).
+        """
+        await until_stopped(stop, self.loop())
+
+    async def loop(self) -> None:
         """Poll, tick and beat (role ``scorer``) until cancelled.
 
         Raises:
@@ -335,6 +355,16 @@ class Scorer:
     async def _score(self, buy: Buy, snapshot: MarketSnapshot) -> Scored:
         cons, count = await self._consensus(buy.token)
         card = score(buy, snapshot, cons, settings=self._scoring, now=self._clock.time())
+        scored = await self._decide(buy, snapshot, card, count)
+        if self._events is not None:
+            self._events.publish(
+                BuyScored(at=self._clock.time(), buy=buy, card=card, outcome=scored.outcome)
+            )
+        return scored
+
+    async def _decide(
+        self, buy: Buy, snapshot: MarketSnapshot, card: ScoreCard, count: int | None
+    ) -> Scored:
         if card.total < self._scoring.alert_threshold:
             self._remember(buy, snapshot, count, degraded=card.degraded)
             log.info(
@@ -398,7 +428,7 @@ class Scorer:
             log.warning("scorer: could not release %s; it retries after the cooldown: %s", key, exc)
 
     async def _alert(self, alert: Alert) -> str:
-        key = f"alert:{alert.token}"
+        key = keys.alert_claim(alert.token)
         if not await self._claim(key):
             self._metrics.alerts.labels(sink="all", outcome="cooldown").inc()
             log.info("scorer: %s already alerted within the cooldown", alert.token)
@@ -407,6 +437,11 @@ class Scorer:
         if self._sinks and not any(delivered):
             await self._release(key)
             return "alert_failed"
+        if self._events is not None:
+            took = tuple(
+                (sink.name, None) for sink, ok in zip(self._sinks, delivered, strict=True) if ok
+            )
+            self._events.publish(AlertSent(at=self._clock.time(), alert=alert, deliveries=took))
         return "alerted"
 
     async def _deliver(self, sink: AlertSink, alert: Alert) -> bool:
@@ -427,24 +462,3 @@ class Scorer:
         closer = getattr(self._feed, "aclose", None)
         if closer is not None:
             await closer()
-
-
-def build_sinks(
-    settings: Settings,
-    *,
-    session: aiohttp.ClientSession | None = None,
-    sleep: Sleep = asyncio.sleep,
-) -> list[AlertSink]:
-    """The sinks ``settings`` configure: log (``alerts.log``), JSONL (``alerts.jsonl_path``)
-    and the Telegram bot (when both ``tg_bot.token`` and ``tg_bot.chat_id`` are set)."""
-    sinks: list[AlertSink] = []
-    if settings.alerts.log:
-        sinks.append(LogSink())
-    if settings.alerts.jsonl_path:
-        sinks.append(JsonlSink(settings.alerts.jsonl_path))
-    bot = settings.tg_bot
-    if bot.token and bot.chat_id:
-        sinks.append(TelegramBotSink(bot, session=session, sleep=sleep))
-    elif bot.token or bot.chat_id:
-        log.warning("tg_bot: both CALLSBOT_TG_BOT_TOKEN and tg_bot.chat_id are needed; not sending")
-    return sinks

@@ -8,26 +8,54 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
+import attrs
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from callsbot.clock import unix_seconds
+from callsbot.clock import Clock, unix_seconds
 from callsbot.errors import StoreError
-
-if TYPE_CHECKING:
-    from callsbot.app import Runtime
+from callsbot.metrics import Metrics
+from callsbot.store.base import MentionWindow
 
 log = logging.getLogger("callsbot.web")
 
-RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
+
+class Checked(Protocol):
+    """Anything that can say why it is not ready (every service does)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def health(self) -> list[str]: ...
 
 
-def build_app(rt: Runtime) -> web.Application:
+@attrs.define(eq=False)
+class WebContext:
+    """What the web views read: the services to ask about readiness, and the window.
+
+    Attributes:
+        services: asked for :meth:`health` on every ``/readyz``; named by none of the views.
+        window: the mention window behind ``/api/consensus``.
+        clock: "now".
+        metrics: rendered by ``/metrics``.
+    """
+
+    services: Sequence[Checked]
+    window: MentionWindow
+    clock: Clock
+    metrics: Metrics
+
+
+CONTEXT: web.AppKey[WebContext] = web.AppKey("context")
+
+
+def build_app(ctx: WebContext) -> web.Application:
     """The aiohttp application (also used directly by tests)."""
     app = web.Application()
-    app[RUNTIME] = rt
+    app[CONTEXT] = ctx
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -40,28 +68,14 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def readiness(rt: Runtime) -> list[str]:
-    """Reasons the process is not ready; empty when it is."""
-    problems: list[str] = []
-    try:
-        await rt.store.ping()
-    except StoreError as exc:
-        problems.append(f"store unreachable: {exc}")
-    if rt.listener is not None and not rt.listener.connected:
-        problems.append("telegram not connected")
-    if rt.scorer is not None:
-        last = rt.scorer.last_poll_at
-        limit = 3 * rt.settings.cielo.poll_seconds + rt.settings.cielo.timeout_seconds
-        if last is None:
-            problems.append("feed not polled yet")
-        elif rt.clock.time() - last > limit:
-            problems.append(f"feed last polled {rt.clock.time() - last:.0f}s ago")
-    return problems
+def readiness(ctx: WebContext) -> list[str]:
+    """Reasons the process is not ready, from every service's cached health; empty when ready."""
+    return [reason for service in ctx.services for reason in service.health()]
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: store reachable, Telegram connected, feed polled recently; 503 otherwise."""
-    problems = await readiness(request.app[RUNTIME])
+    """Readiness: every service's reasons; 503 with them when there are any."""
+    problems = readiness(request.app[CONTEXT])
     if problems:
         return web.json_response({"status": "not ready", "reasons": problems}, status=503)
     return web.json_response({"status": "ready"})
@@ -69,32 +83,18 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition."""
-    rt = request.app[RUNTIME]
-    await _refresh_gauges(rt)
-    return web.Response(body=rt.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def _refresh_gauges(rt: Runtime) -> None:
-    for role in ("aggregator", "scorer"):
-        try:
-            age = await rt.store.heartbeat_age(role)
-        except StoreError:
-            continue
-        if age is not None:
-            rt.metrics.heartbeat_age.labels(role).set(age)
-    if rt.aggregator is not None:
-        rt.metrics.queue_depth.set(rt.aggregator.backlog)
-        rt.metrics.buffer_size.set(rt.aggregator.buffered)
+    ctx = request.app[CONTEXT]
+    return web.Response(body=ctx.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def consensus(request: web.Request) -> web.Response:
     """Tokens active in the window with their groups and call times."""
-    rt = request.app[RUNTIME]
+    ctx = request.app[CONTEXT]
     try:
-        snapshot = await rt.store.snapshot()
+        snapshot = await ctx.window.snapshot()
     except StoreError as exc:
         return web.json_response({"error": f"store unreachable: {exc}"}, status=503)
-    now = unix_seconds(rt.clock)
+    now = unix_seconds(ctx.clock)
     tokens: list[dict[str, Any]] = []
     for token, groups in snapshot.items():
         ordered = sorted(groups.items(), key=lambda kv: kv[1])
@@ -109,7 +109,7 @@ async def consensus(request: web.Request) -> web.Response:
         )
     tokens.sort(key=lambda t: (-t["groups"], -t["last_call"]))
     return web.json_response(
-        {"window_s": rt.store.window, "now": now, "tokens": tokens}, dumps=_dumps
+        {"window_s": ctx.window.window, "now": now, "tokens": tokens}, dumps=_dumps
     )
 
 
@@ -119,14 +119,34 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
-async def serve(rt: Runtime, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set."""
-    runner = web.AppRunner(build_app(rt), access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, rt.settings.web.host, rt.settings.web.port)
-        await site.start()
-        log.info("http on %s:%d", rt.settings.web.host, rt.settings.web.port)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+class WebServer:
+    """The HTTP server as a service.
+
+    Args:
+        ctx: what the views read.
+        host: bind address (127.0.0.1 by default in settings).
+        port: TCP port.
+    """
+
+    name = "web"
+
+    def __init__(self, ctx: WebContext, *, host: str, port: int) -> None:
+        self._ctx = ctx
+        self._host = host
+        self._port = port
+
+    def health(self) -> list[str]:
+        """The server itself never holds readiness back."""
+        return []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set."""
+        runner = web.AppRunner(build_app(self._ctx), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port)
+            await site.start()
+            log.info("http on %s:%d", self._host, self._port)
+            await stop.wait()
+        finally:
+            await runner.cleanup()

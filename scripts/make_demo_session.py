@@ -16,8 +16,8 @@ from typing import Any
 
 import base58
 
-from callsbot.localapi.cielo import sell, swap, transfer
-from callsbot.localapi.dexscreener import make_pair
+from callsbot.testing.cielo import sell, swap, transfer
+from callsbot.testing.dexscreener import make_pair
 
 OUT = Path(__file__).resolve().parents[1] / "callsbot" / "demo" / "data" / "session.json"
 START = 1_795_003_200  # 2026-11-17 12:00:00 UTC

@@ -8,7 +8,7 @@ import pytest
 
 from callsbot.clock import FakeClock
 from callsbot.store.redis import RedisStore, build_client
-from tests.redis_server import RedisServer
+from callsbot.testing.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

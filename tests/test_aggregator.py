@@ -12,13 +12,14 @@ import pytest
 from callsbot.aggregator import Aggregator
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings, ExtractionSettings, Settings, TelegramSettings
-from callsbot.localapi.dexscreener import ClockSleep, FakeDexScreener, make_pair
-from callsbot.market.gate import MarketValidator, open_market
+from callsbot.market.gate import MarketValidator
 from callsbot.metrics import Metrics
 from callsbot.models import IncomingMessage
+from callsbot.runtime.roles import build_pipeline, make_parts, open_parts
 from callsbot.store import MemoryStore, SignalStore
+from callsbot.testing.dexscreener import ClockSleep, FakeDexScreener, make_pair
+from callsbot.testing.redis_server import RedisServer
 from tests.conftest import make_redis_store
-from tests.redis_server import RedisServer
 from tests.tg import mint
 
 T0 = 1_700_000_000
@@ -36,14 +37,14 @@ class Rig:
 
     def spooling(self, spool: Path, settings: Settings | None = None) -> Aggregator:
         """Another aggregator on the same store and market, with a spool file."""
-        return Aggregator(
-            settings=settings or self.settings,
-            store=self.store,
-            market=self.market,
+        parts = make_parts(
+            settings or self.settings,
             clock=self.clock,
             metrics=self.metrics,
-            spool=spool,
+            store=self.store,
+            market=self.market,
         )
+        return build_pipeline(parts, spool=spool)
 
     def sample(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
@@ -57,15 +58,10 @@ async def rig(clock: FakeClock, store: SignalStore, **settings: object) -> Async
             dexscreener=DexScreenerSettings(url=dex.url, max_attempts=1),
             **settings,  # type: ignore[arg-type]
         )
-        client, market = await open_market(s, clock=clock, metrics=metrics, sleep=ClockSleep(clock))
-        try:
-            aggregator = Aggregator(
-                settings=s, store=store, market=market, clock=clock, metrics=metrics
-            )
-            yield Rig(aggregator, store, dex, metrics, clock, s, market)
-        finally:
-            await market.aclose()
-            await client.aclose()
+        parts_cm = open_parts(s, clock=clock, metrics=metrics, store=store, sleep=ClockSleep(clock))
+        async with parts_cm as parts:
+            assert isinstance(parts.market, MarketValidator)
+            yield Rig(build_pipeline(parts), store, dex, metrics, clock, s, parts.market)
 
 
 def msg(

@@ -159,3 +159,26 @@ def test_cli_unknown_store_scheme_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "CALLSBOT_STORE_URL" in result.stderr
     assert "redis://" in result.stderr
+
+
+def test_secrets_are_trimmed_and_blank_means_unset(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_bytes(b"CALLSBOT_TG_BOT_TOKEN=123456:ABCdef  \r\n")
+    s = load_settings(
+        None,
+        environ={"CALLSBOT_CIELO_API_KEY": "  cielo-key-1\t\n", "CALLSBOT_TELEGRAM_API_HASH": " "},
+        env_file=dotenv,
+    )
+    assert s.cielo.api_key == "cielo-key-1"
+    assert s.tg_bot.token == "123456:ABCdef"
+    assert s.telegram.api_hash is None
+
+
+def test_cli_api_key_unusable_as_a_header_exits_2_without_echoing_it(tmp_path: Path) -> None:
+    result = run_cli("check", env={"CALLSBOT_CIELO_API_KEY": "sekrit\x01key"}, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("callsbot: config error: CALLSBOT_CIELO_API_KEY: ")
+    assert "U+0001" in lines[0]
+    assert "sekrit" not in result.stderr

@@ -2,7 +2,7 @@
 
 The test process serves the outside world on loopback: a real ``redis-server``, the local
 DexScreener and the local Cielo feed. The aggregator plays a Telegram recording
-(``[telegram] replay``) through the real listener and pipeline; the scorer polls the feed and
+(``run --replay``) through the real listener and pipeline; the scorer polls the feed and
 writes alerts to a JSONL file. Midway, redis-server is killed while call messages keep coming
 and a buy arrives; then it is started again on the same port, with its data.
 
@@ -31,11 +31,11 @@ import attrs
 import pytest
 import redis.asyncio as aioredis
 
-from callsbot.localapi.cielo import API_KEY, FakeCielo, envelope, swap
-from callsbot.localapi.dexscreener import FakeDexScreener, make_pair
 from callsbot.sources.replay import channel_peer_id
 from callsbot.store import keys
-from tests.redis_server import RedisServer
+from callsbot.testing.cielo import API_KEY, FakeCielo, envelope, swap
+from callsbot.testing.dexscreener import FakeDexScreener, make_pair
+from callsbot.testing.redis_server import RedisServer
 from tests.tg import mint
 
 POLL = 0.05
@@ -83,6 +83,11 @@ def child_env(tmp_path: Path, **settings: str) -> dict[str, str]:
     }
     env.update({f"CALLSBOT_{k.upper()}": v for k, v in settings.items()})
     return env
+
+
+def replay_args(tmp_path: Path) -> list[str]:
+    """``run --replay``: the aggregator plays ``recording.json`` instead of connecting."""
+    return ["--replay", str(tmp_path / "recording.json")]
 
 
 @attrs.define
@@ -334,7 +339,6 @@ async def test_aggregator_and_scorer_processes_share_consensus_through_a_redis_o
             store_connect_timeout="0.5",
             store_socket_timeout="1.0",
             store_retries="1",
-            telegram_replay=str(tmp_path / "recording.json"),
             telegram_groups=",".join(g["ref"] for g in GROUPS),
             dexscreener_url=dex.url,
             dexscreener_requests_per_minute="60000",
@@ -348,7 +352,7 @@ async def test_aggregator_and_scorer_processes_share_consensus_through_a_redis_o
             alerts_jsonl_path=str(alerts_path),
         )
         aggregator = await CallsbotProcess.start(
-            "aggregator", ["--role", "aggregator"], env, tmp_path
+            "aggregator", ["--role", "aggregator", *replay_args(tmp_path)], env, tmp_path
         )
         scorer = await CallsbotProcess.start("scorer", ["--role", "scorer"], env, tmp_path)
         procs = [aggregator, scorer]

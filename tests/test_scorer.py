@@ -16,10 +16,10 @@ import pytest
 from callsbot.clock import FakeClock
 from callsbot.config import AlertsSettings, CieloSettings, ScoringSettings, Settings, TgBotSettings
 from callsbot.errors import StoreError
-from callsbot.localapi.cielo import API_KEY, CREDITS, FakeCielo, Reply, sell, swap, transfer
 from callsbot.metrics import Metrics
 from callsbot.models import MarketSnapshot, Reason, Status, Verdict
-from callsbot.scorer import Scorer, build_sinks
+from callsbot.runtime.roles import build_feed, build_scorer, build_sinks, make_parts
+from callsbot.scorer import Scorer
 from callsbot.sinks.base import AlertSink
 from callsbot.sinks.jsonl import JsonlSink
 from callsbot.sinks.log import LogSink
@@ -27,9 +27,11 @@ from callsbot.sinks.telegram_bot import TelegramBotSink
 from callsbot.sources.cielo import CieloAuthError, CieloFeed
 from callsbot.store.base import SignalStore
 from callsbot.store.memory import MemoryStore
+from callsbot.testing.cielo import API_KEY, CREDITS, FakeCielo, Reply, sell, swap, transfer
+from callsbot.testing.redis_server import free_port
+from callsbot.testing.telegram_bot import CHAT_ID, FAKE_TOKEN, FakeTelegramBot, server_error
 from tests.conftest import make_redis_store
-from tests.fakes.telegram_bot import CHAT_ID, FAKE_TOKEN, FakeTelegramBot, server_error
-from tests.redis_server import free_port
+from tests.tg import mint
 
 NOW = 1_700_000_000.0
 TOKEN = "9BB6NFEcjBCtnNLFko2FqVQBq8HHM13kCyYcdQbgpump"
@@ -194,16 +196,17 @@ def make_rig(
 ) -> Rig:
     settings = make_settings(cielo, bot, tmp_path, **scoring)
     sleeps = Sleeps()
-    feed = CieloFeed(settings.cielo, store, clock=clock, metrics=metrics, sleep=sleeps)
     market = market or FixedMarket({TOKEN: valid(snapshot())})
+    parts = make_parts(
+        settings, clock=clock, metrics=metrics, store=store, market=market, sleep=sleeps
+    )
+    feed = build_feed(parts)
     sinks: list[AlertSink] = [
         TelegramBotSink(settings.tg_bot, sleep=sleeps, backoff=lambda n: 0.0),
         JsonlSink(tmp_path / "alerts.jsonl"),
         LogSink(),
     ]
-    scorer = Scorer(
-        settings, store, market, feed, sinks, clock=clock, metrics=metrics, sleep=sleeps
-    )
+    scorer = build_scorer(parts, feed=feed, sinks=sinks)
     return Rig(scorer, feed, store, market, sinks, tmp_path / "alerts.jsonl")
 
 
@@ -409,7 +412,7 @@ async def test_watch_list_is_read_in_one_round_trip(
 ) -> None:
     store = CountingStore(window=3600, clock=clock)
     await beat(store)
-    tokens = [f"Tok{i:02d}" + "1" * 38 for i in range(12)]
+    tokens = [mint(i) for i in range(12)]
     market = FixedMarket({t: valid(snapshot(t)) for t in tokens})
     cielo.serve([swap(f"tx{i}", t) for i, t in enumerate(tokens)])
     rig = make_rig(cielo, bot, store, clock, metrics, tmp_path, market=market)
@@ -735,7 +738,7 @@ async def test_run_survives_bad_pages_and_honours_retry_after(
     sleep = ClockSleep(clock, store, limit=80)
     rig.scorer._sleep = sleep
     with pytest.raises(Stop):
-        await rig.scorer.run()
+        await rig.scorer.loop()
     await rig.close()
     assert len(bot.sent) == 1
     for outcome in ("error", "malformed", "rate_limited", "pending", "ok"):
@@ -761,7 +764,7 @@ async def test_run_stops_on_a_rejected_key(
     cielo.script = [Reply(401, {"status": "error", "message": "Unauthorized"})]
     rig = make_rig(cielo, bot, store, clock, metrics, tmp_path)
     with pytest.raises(CieloAuthError, match="CALLSBOT_CIELO_API_KEY"):
-        await rig.scorer.run()
+        await rig.scorer.loop()
     await rig.close()
 
 

@@ -20,13 +20,20 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from callsbot.app import until_stopped
-from callsbot.localapi.cielo import FakeCielo, envelope, swap
-from callsbot.localapi.dexscreener import FakeDexScreener, make_pair
 from callsbot.sources.replay import channel_peer_id
 from callsbot.store import keys
-from tests.redis_server import free_port
-from tests.test_integration import CallsbotProcess, child_env, redis_server, running, wait_until
+from callsbot.tasks import until_stopped
+from callsbot.testing.cielo import FakeCielo, envelope, swap
+from callsbot.testing.dexscreener import FakeDexScreener, make_pair
+from callsbot.testing.redis_server import free_port
+from tests.test_integration import (
+    CallsbotProcess,
+    child_env,
+    redis_server,
+    replay_args,
+    running,
+    wait_until,
+)
 from tests.tg import mint
 
 MESSAGES = 400
@@ -87,12 +94,13 @@ async def test_sigterm_while_delivering_loses_nothing_aggregator_over_redis(
         env = child_env(
             tmp_path,
             store_url=server.url,
-            telegram_replay=str(tmp_path / "recording.json"),
             telegram_groups=",".join(g["ref"] for g in GROUPS),
             dexscreener_url=dex.url,
             dexscreener_requests_per_minute="60000",
         )
-        proc = await CallsbotProcess.start("aggregator", ["--role", "aggregator"], env, tmp_path)
+        proc = await CallsbotProcess.start(
+            "aggregator", ["--role", "aggregator", *replay_args(tmp_path)], env, tmp_path
+        )
         try:
             async with running([proc]):
 
@@ -132,7 +140,6 @@ async def test_sigterm_while_delivering_loses_nothing_all_roles_in_one_process(
         try:
             env = child_env(
                 tmp_path,
-                telegram_replay=str(tmp_path / "recording.json"),
                 telegram_groups=",".join(g["ref"] for g in GROUPS),
                 dexscreener_url=dex.url,
                 dexscreener_requests_per_minute="60000",
@@ -145,7 +152,7 @@ async def test_sigterm_while_delivering_loses_nothing_all_roles_in_one_process(
                 web_port=str(port),
                 alerts_jsonl_path=str(tmp_path / "alerts.jsonl"),
             )
-            proc = await CallsbotProcess.start("all", [], env, tmp_path)
+            proc = await CallsbotProcess.start("all", replay_args(tmp_path), env, tmp_path)
             async with running([proc]):
 
                 async def get(path: str) -> tuple[int, str]:

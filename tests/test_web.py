@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from callsbot.aggregator import Aggregator
-from callsbot.app import Runtime
 from callsbot.clock import FakeClock
 from callsbot.config import Settings
 from callsbot.metrics import Metrics
 from callsbot.models import IncomingMessage, Verdict
+from callsbot.runtime.probes import StoreProbe
+from callsbot.runtime.roles import build_listener, build_pipeline, make_parts
 from callsbot.scorer import Scorer
 from callsbot.sources.cielo import PollResult
 from callsbot.sources.telegram import TelegramListener
 from callsbot.store import MemoryStore, SignalStore
-from callsbot.web import build_app
+from callsbot.testing.redis_server import free_port
+from callsbot.web import Checked, WebContext, build_app
 from tests.conftest import make_redis_store
-from tests.redis_server import free_port
 from tests.tg import FakeGateway, mint
 
 T0 = 1_700_000_000
@@ -45,11 +44,17 @@ async def dead_store(clock: FakeClock) -> AsyncIterator[SignalStore]:
     await store.aclose()
 
 
-def runtime(settings: Settings, store: SignalStore, clock: FakeClock, **parts: Any) -> Runtime:
-    return Runtime(settings=settings, store=store, clock=clock, metrics=Metrics.create(), **parts)
+async def runtime(
+    store: SignalStore, clock: FakeClock, *services: Checked, metrics: Metrics | None = None
+) -> WebContext:
+    """What ``run`` hands the web server: a store probe (probed once) and ``services``."""
+    metrics = metrics if metrics is not None else Metrics.create()
+    probe = StoreProbe(store, clock=clock, metrics=metrics, interval=5)
+    await probe.probe()
+    return WebContext(services=[probe, *services], window=store, clock=clock, metrics=metrics)
 
 
-Serve = Callable[[Runtime], Awaitable[TestClient]]
+Serve = Callable[[WebContext], Awaitable[TestClient]]
 
 
 @pytest.fixture
@@ -57,7 +62,7 @@ async def serve() -> AsyncIterator[Serve]:
     """``await serve(rt)``: a test client on ``build_app(rt)``; closed after the test."""
     clients: list[TestClient] = []
 
-    async def start(rt: Runtime) -> TestClient:
+    async def start(rt: WebContext) -> TestClient:
         client = TestClient(TestServer(build_app(rt)))
         await client.start_server()
         clients.append(client)
@@ -74,7 +79,7 @@ async def serve() -> AsyncIterator[Serve]:
 async def test_healthz_answers_without_asking_anything(
     serve: Serve, settings: Settings, dead_store: SignalStore, clock: FakeClock
 ) -> None:
-    client = await serve(runtime(settings, dead_store, clock))
+    client = await serve(await runtime(dead_store, clock))
     resp = await client.get("/healthz")
     assert resp.status == 200
     assert await resp.json() == {"status": "ok"}
@@ -83,7 +88,7 @@ async def test_healthz_answers_without_asking_anything(
 async def test_readyz_is_200_with_a_reachable_store_and_nothing_else_running(
     serve: Serve, settings: Settings, memory: MemoryStore, clock: FakeClock
 ) -> None:
-    client = await serve(runtime(settings, memory, clock))
+    client = await serve(await runtime(memory, clock))
     resp = await client.get("/readyz")
     assert resp.status == 200
     assert await resp.json() == {"status": "ready"}
@@ -92,7 +97,7 @@ async def test_readyz_is_200_with_a_reachable_store_and_nothing_else_running(
 async def test_readyz_is_503_with_the_reason_when_the_store_is_down(
     serve: Serve, settings: Settings, dead_store: SignalStore, clock: FakeClock
 ) -> None:
-    client = await serve(runtime(settings, dead_store, clock))
+    client = await serve(await runtime(dead_store, clock))
     resp = await client.get("/readyz")
     assert resp.status == 503
     body = await resp.json()
@@ -128,7 +133,7 @@ async def test_readyz_follows_the_feed_polls(
     scorer = Scorer(
         settings, memory, NoMarket(), OneShotFeed(), [], clock=clock, metrics=Metrics.create()
     )
-    client = await serve(runtime(settings, memory, clock, scorer=scorer))
+    client = await serve(await runtime(memory, clock, scorer))
 
     resp = await client.get("/readyz")
     assert resp.status == 503
@@ -149,18 +154,10 @@ async def test_readyz_follows_the_feed_polls(
 def listener_over(
     gateway: FakeGateway, settings: Settings, store: SignalStore, clock: FakeClock
 ) -> TelegramListener:
-    metrics = Metrics.create()
-    aggregator = Aggregator(
-        settings=settings, store=store, market=None, clock=clock, metrics=metrics
+    parts = make_parts(
+        settings, clock=clock, metrics=Metrics.create(), store=store, market=NoMarket()
     )
-    return TelegramListener(
-        gateway=gateway,
-        aggregator=aggregator,
-        store=store,
-        settings=settings,
-        clock=clock,
-        metrics=metrics,
-    )
+    return build_listener(parts, gateway, build_pipeline(parts))
 
 
 async def test_readyz_says_when_telegram_is_disconnected(
@@ -168,7 +165,7 @@ async def test_readyz_says_when_telegram_is_disconnected(
 ) -> None:
     gateway = FakeGateway({"@alpha": (1111, "alpha")})
     listener = listener_over(gateway, settings, memory, clock)
-    client = await serve(runtime(settings, memory, clock, listener=listener))
+    client = await serve(await runtime(memory, clock, listener))
     assert (await client.get("/readyz")).status == 200
 
     gateway.connected = False
@@ -189,7 +186,7 @@ async def test_readyz_lists_every_reason_at_once(
     scorer = Scorer(
         settings, dead_store, NoMarket(), OneShotFeed(), [], clock=clock, metrics=Metrics.create()
     )
-    client = await serve(runtime(settings, dead_store, clock, listener=listener, scorer=scorer))
+    client = await serve(await runtime(dead_store, clock, listener, scorer))
     resp = await client.get("/readyz")
     assert resp.status == 503
     reasons = (await resp.json())["reasons"]
@@ -206,11 +203,9 @@ async def test_readyz_lists_every_reason_at_once(
 async def test_metrics_count_mentions_without_naming_a_token(
     serve: Serve, settings: Settings, memory: MemoryStore, clock: FakeClock
 ) -> None:
-    rt = runtime(settings, memory, clock)
-    aggregator = Aggregator(
-        settings=settings, store=memory, market=None, clock=clock, metrics=rt.metrics
-    )
-    rt.aggregator = aggregator
+    metrics = Metrics.create()
+    parts = make_parts(settings, clock=clock, metrics=metrics, store=memory, market=NoMarket())
+    aggregator = build_pipeline(parts, validate=False)
     tokens = [mint(1), mint(2), mint(3)]
     for i, (group, text) in enumerate(
         [
@@ -223,10 +218,11 @@ async def test_metrics_count_mentions_without_naming_a_token(
             IncomingMessage(chat_id=-1001, group=group, message_id=i + 1, ts=T0 - 60, text=text)
         )
         assert all(r.outcome == "recorded" for r in results)
+    await parts.events.drain()
     await memory.beat("aggregator", ttl=15)
     clock.advance(4)
 
-    client = await serve(rt)
+    client = await serve(await runtime(memory, clock, aggregator, metrics=metrics))
     resp = await client.get("/metrics")
     assert resp.status == 200
     assert resp.content_type == "text/plain"  # the Prometheus text exposition format
@@ -241,13 +237,14 @@ async def test_metrics_count_mentions_without_naming_a_token(
         assert token not in text
     # Label values are small fixed sets (and histogram bucket bounds), never addresses.
     labels = {v for v in re.findall(r'="([^"]*)"', text) if not re.fullmatch(r"[0-9.]+|\+Inf", v)}
-    assert labels == {"mint", "aggregator"}
+    events = {"mention_recorded", "level_reached", "metrics", "consensus-log"}
+    assert labels == {"mint", "aggregator"} | events
 
 
 async def test_metrics_still_render_when_the_store_is_down(
     serve: Serve, settings: Settings, dead_store: SignalStore, clock: FakeClock
 ) -> None:
-    client = await serve(runtime(settings, dead_store, clock))
+    client = await serve(await runtime(dead_store, clock))
     resp = await client.get("/metrics")
     assert resp.status == 200
     assert "callsbot_mentions_recorded" in await resp.text()
@@ -267,7 +264,7 @@ async def test_consensus_lists_active_tokens_with_groups_and_times(
     await memory.record(two, "@alpha", T0 - 5)
     await memory.record(gone, "@alpha", T0 - 3600)  # exactly one window ago: no longer counts
 
-    client = await serve(runtime(settings, memory, clock))
+    client = await serve(await runtime(memory, clock))
     resp = await client.get("/api/consensus")
     assert resp.status == 200
     assert resp.content_type == "application/json"
@@ -300,7 +297,7 @@ async def test_consensus_lists_active_tokens_with_groups_and_times(
 async def test_consensus_is_503_when_the_store_is_down(
     serve: Serve, settings: Settings, dead_store: SignalStore, clock: FakeClock
 ) -> None:
-    client = await serve(runtime(settings, dead_store, clock))
+    client = await serve(await runtime(dead_store, clock))
     resp = await client.get("/api/consensus")
     assert resp.status == 503
     body = await resp.json()

@@ -3,7 +3,7 @@
 The bundled session (``data/session.json``, written by ``scripts/make_demo_session.py``) holds
 six call groups' Telegram messages, the Cielo feed items and DexScreener's pairs, all in the
 real schemas. The demo serves the feed and the market data from local HTTP servers
-(:mod:`callsbot.localapi`), plays the messages through the real Telegram listener (as real
+(:mod:`callsbot.testing`), plays the messages through the real Telegram listener (as real
 Telethon message objects), the real pipeline, store, market validator, feed client and scorer,
 on a simulated clock. No network, no credentials.
 """
@@ -20,20 +20,17 @@ from typing import Any, TextIO
 
 import attrs
 
-from callsbot.aggregator import Aggregator
 from callsbot.alert import Alert, render_html
 from callsbot.clock import FakeClock
 from callsbot.config import Settings
-from callsbot.localapi.cielo import FakeCielo
-from callsbot.localapi.dexscreener import ClockSleep, FakeDexScreener
-from callsbot.market.gate import open_market
 from callsbot.metrics import Metrics
-from callsbot.scorer import Scored, Scorer
-from callsbot.sources.cielo import CieloFeed
+from callsbot.runtime import roles
+from callsbot.scorer import Scored
 from callsbot.sources.replay import Recording, ReplayGateway
-from callsbot.sources.telegram import TelegramListener
-from callsbot.store import SignalStore, open_store
+from callsbot.store import SignalStore
 from callsbot.store.redis import RedisStore
+from callsbot.testing.cielo import FakeCielo
+from callsbot.testing.dexscreener import ClockSleep, FakeDexScreener
 
 DEMO_KEY = "demo-key-not-a-secret"
 #: Simulated seconds per step: the heartbeat interval of the listener.
@@ -81,7 +78,7 @@ def demo_settings(
     """The user's settings with the demo's sources and sinks in place of the real ones."""
     return attrs.evolve(
         settings,
-        telegram=attrs.evolve(settings.telegram, groups=tuple(groups), replay=None),
+        telegram=attrs.evolve(settings.telegram, groups=tuple(groups)),
         dexscreener=attrs.evolve(settings.dexscreener, url=dex_url),
         cielo=attrs.evolve(settings.cielo, url=cielo_url, api_key=DEMO_KEY),
         tg_bot=attrs.evolve(settings.tg_bot, token=None, chat_id=None),
@@ -98,12 +95,13 @@ async def _forget_demo_keys(store: SignalStore, session: dict[str, Any]) -> None
     client = store.client
     names = [keys.token(p["baseToken"]["address"]) for p in session["dexscreener"]["pairs"]]
     names += [
-        keys.claim(f"alert:{p['baseToken']['address']}") for p in session["dexscreener"]["pairs"]
+        keys.claim(keys.alert_claim(p["baseToken"]["address"]))
+        for p in session["dexscreener"]["pairs"]
     ]
-    names += [keys.claim(f"tx:{f['item']['tx_hash']}") for f in session["cielo"]]
+    names += [keys.claim(keys.seen_tx(f["item"]["tx_hash"])) for f in session["cielo"]]
     for group in session["telegram"]["groups"]:
         chat_id = -(10**12 + int(group["channel_id"]))
-        async for name in client.scan_iter(match=keys.claim(f"msg:{chat_id}:*"), count=500):
+        async for name in client.scan_iter(match=keys.seen_mentions_of_chat(chat_id), count=500):
             names.append(name)
         await client.hdel(keys.CURSORS, f"msg:{chat_id}")
     if names:
@@ -148,25 +146,16 @@ async def _replay(
 ) -> str:
     start, end = int(session["start"]), int(session["end"])
     rate_limited = set(session["dexscreener"].get("rate_limited_at", []))
-    store = open_store(s.store, clock=clock)
-    client, market = await open_market(s, clock=clock, metrics=metrics, sleep=ClockSleep(clock))
     sink = PrintSink(out, quiet, clock, start)
-    async with store:
+    parts_cm = roles.open_parts(s, clock=clock, metrics=metrics, sleep=ClockSleep(clock))
+    async with parts_cm as parts:
+        store = parts.store
         await _forget_demo_keys(store, session)
-        aggregator = Aggregator(
-            settings=s, store=store, market=market, clock=clock, metrics=metrics
-        )
+        aggregator = roles.build_pipeline(parts)
         gateway = ReplayGateway(recording, clock=clock)
-        listener = TelegramListener(
-            gateway=gateway,
-            aggregator=aggregator,
-            store=store,
-            settings=s,
-            clock=clock,
-            metrics=metrics,
-        )
-        feed = CieloFeed(s.cielo, store, clock=clock, metrics=metrics)
-        scorer = Scorer(s, store, market, feed, [sink], clock=clock, metrics=metrics)
+        listener = roles.build_listener(parts, gateway, aggregator)
+        feed = roles.build_feed(parts)
+        scorer = roles.build_scorer(parts, feed=feed, sinks=[sink])
         stop = asyncio.Event()
         workers = asyncio.create_task(aggregator.run(stop))
         scored: dict[str, Scored] = {}
@@ -183,6 +172,7 @@ async def _replay(
                 while pending and pending[0].at <= t:
                     await gateway.deliver(pending.popleft())
                 await aggregator.drain()
+                await parts.events.drain()
                 for token, n in (await store.counts(tokens)).items():
                     peak[token] = max(peak[token], n)
                 await listener.tick()
@@ -196,8 +186,7 @@ async def _replay(
             stop.set()
             await workers
             await feed.aclose()
-            await market.aclose()
-            await client.aclose()
+            await parts.events.drain()
         return _summary(metrics, sink, scored, session, gateway, peak)
 
 

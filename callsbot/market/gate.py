@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
@@ -24,6 +25,7 @@ import attrs
 from callsbot.clock import Clock
 from callsbot.config import DexScreenerSettings, MarketSettings, Settings
 from callsbot.errors import MarketUnavailable
+from callsbot.events import EventHub, VerdictMade
 from callsbot.market.dexscreener import (
     DexScreenerClient,
     Pair,
@@ -41,6 +43,11 @@ V = TypeVar("V")
 
 #: Cache entries kept before expired ones are swept (and, past that, the oldest dropped).
 _CACHE_MAX = 50_000
+#: What an address can look like on any chain DexScreener serves (Sui's ``0x2::sui::SUI``
+#: included): printable ASCII without URL or list syntax. Anything else never joins a batch,
+#: where it would fail the request (or be split by the server) for every token in it.
+_ASKABLE = re.compile(r"[A-Za-z0-9:_.\-]{1,128}")
+NOT_AN_ADDRESS = "not an address"
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,6 +370,8 @@ class MarketValidator:
         clock: source of "now" for cache expiry.
         metrics: ``market_cache{result}`` counts ``hit``, ``miss`` and ``shared`` (joined a
             lookup already in flight).
+        events: where a :class:`~callsbot.events.VerdictMade` goes for every verdict fetched
+            (not for cache hits: the history keeps what was observed, when).
     """
 
     def __init__(
@@ -373,8 +382,10 @@ class MarketValidator:
         *,
         clock: Clock,
         metrics: Metrics,
+        events: EventHub | None = None,
     ) -> None:
         self._client = client
+        self._events = events
         self._settings = settings
         self._cache_settings = cache_settings
         self._clock = clock
@@ -414,7 +425,10 @@ class MarketValidator:
         out = {token: _for_caller(v, token) for token, v in cached.items()}
         for token, fut in waiting.items():
             out[token] = _for_caller(fut.result(), token)
-        return {token: out[token] for token in dict.fromkeys(tokens)}
+        refused = Verdict("", Status.INVALID, Reason.NO_PAIRS, None, NOT_AN_ADDRESS)
+        return {
+            token: out.get(token) or _for_caller(refused, token) for token in dict.fromkeys(tokens)
+        }
 
     async def _lookup(
         self, cache: TtlCache[V], batcher: Batcher[R], chain: str, items: Sequence[str]
@@ -423,6 +437,10 @@ class MarketValidator:
         cached: dict[str, V] = {}
         waiting: dict[str, asyncio.Future[R]] = {}
         for item in dict.fromkeys(items):
+            if _ASKABLE.fullmatch(item) is None:
+                self._cache_metric("refused")
+                log.warning("market: %s is %s; not asked about", ascii(item[:80]), NOT_AN_ADDRESS)
+                continue
             key = address_key(item)
             hit = cache.get((chain, key))
             if hit is not None:
@@ -452,6 +470,10 @@ class MarketValidator:
             verdict = judge(key, snapshot_of(key, chain, pairs), self._settings, chain=chain)
             self._verdicts.put((chain, key), verdict, self._ttl(verdict.valid))
             out[key] = verdict
+            if self._events is not None:
+                self._events.publish(
+                    VerdictMade(at=self._clock.time(), chain=chain, verdict=verdict)
+                )
         return out
 
     async def resolve_pairs(
@@ -470,7 +492,7 @@ class MarketValidator:
             if exc is not None:
                 raise MarketUnavailable(_why(exc)) from exc
             out[pair] = fut.result()
-        return {pair: out[pair] for pair in dict.fromkeys(pairs)}
+        return {pair: out.get(pair) for pair in dict.fromkeys(pairs)}
 
     async def _fetch_pair_bases(self, chain: str, keys: Sequence[str]) -> Mapping[str, str | None]:
         found = await self._client.pairs(chain, keys)
@@ -511,6 +533,7 @@ async def open_market(
     metrics: Metrics,
     session: aiohttp.ClientSession | None = None,
     sleep: Sleep = asyncio.sleep,
+    events: EventHub | None = None,
 ) -> tuple[DexScreenerClient, MarketValidator]:
     """Build the DexScreener client and the validator from ``settings``.
 
@@ -520,6 +543,6 @@ async def open_market(
         settings.dexscreener, session=session, metrics=metrics, clock=clock, sleep=sleep
     )
     validator = MarketValidator(
-        client, settings.market, settings.dexscreener, clock=clock, metrics=metrics
+        client, settings.market, settings.dexscreener, clock=clock, metrics=metrics, events=events
     )
     return client, validator

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -35,8 +36,10 @@ from tenacity.wait import wait_base
 from callsbot.clock import Clock
 from callsbot.config import CieloSettings
 from callsbot.errors import CredentialsRejected, FeedUnavailable, StoreError
+from callsbot.extract import is_evm_address, is_solana_address
 from callsbot.metrics import Metrics
 from callsbot.models import Buy
+from callsbot.store import keys
 from callsbot.store.base import SignalStore
 
 log = logging.getLogger(__name__)
@@ -69,9 +72,58 @@ QUOTE_ASSETS: frozenset[str] = frozenset(
 Sleep = Callable[[float], Awaitable[None]]
 
 
+#: Chains whose token addresses are ``0x`` + 40 hex digits (DexScreener chain ids).
+EVM_CHAINS: frozenset[str] = frozenset(
+    {
+        "ethereum",
+        "base",
+        "bsc",
+        "arbitrum",
+        "optimism",
+        "polygon",
+        "avalanche",
+        "blast",
+        "linea",
+        "scroll",
+        "zksync",
+        "mantle",
+        "sonic",
+        "abstract",
+        "unichain",
+        "berachain",
+        "hyperevm",
+    }
+)
+#: What a token address on a chain this module does not know may look like: printable ASCII
+#: that cannot break a comma-separated market-data batch or a URL path.
+_OTHER_CHAIN_ADDRESS = re.compile(r"[A-Za-z0-9:_.\-]{1,128}")
+#: Control characters (C0, DEL, C1) and lone surrogates: never part of a real field value.
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def is_quote(address: str) -> bool:
     """Whether ``address`` is a coin wallets pay with (SOL, wSOL, USDC, USDT, WETH, ...)."""
     return address in QUOTE_ASSETS or address.lower() in QUOTE_ASSETS
+
+
+def token_address(address: str, chain: str) -> str:
+    """``address`` as the store and market data key it on ``chain`` (EVM lower-cased).
+
+    Raises:
+        MalformedItem: ``address`` is not a valid address for ``chain``: not the base58 text of
+            32 bytes on Solana, not ``0x`` + 40 hex digits on an EVM chain.
+    """
+    if chain == "solana":
+        if not is_solana_address(address):
+            raise MalformedItem(f"token {address[:60]!a} is not a Solana address")
+        return address
+    if chain in EVM_CHAINS or address[:2].lower() == "0x":
+        if not is_evm_address(address):
+            raise MalformedItem(f"token {address[:60]!a} is not an EVM address")
+        return address.lower()
+    if _OTHER_CHAIN_ADDRESS.fullmatch(address) is None:
+        raise MalformedItem(f"token {address[:60]!a} is not an address on {chain}")
+    return address
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,10 +225,25 @@ def _text(item: Mapping[str, Any], key: str, *, required: bool = False) -> str:
         return ""
     if not isinstance(value, str):
         raise MalformedItem(f"{key} is not a string")
+    check_chars(key, value)
     value = value.strip()
     if required and not value:
         raise MalformedItem(f"empty {key}")
     return value
+
+
+def check_chars(key: str, value: str) -> None:
+    """Refuse a control character or a lone surrogate in a text field.
+
+    Such a value cannot be a hash, an address or a label; passed on, it breaks the store's
+    encoding, a batched market request or a log handler, and with it the items around it.
+
+    Raises:
+        MalformedItem: naming the field and the character's code point (never the raw value).
+    """
+    bad = _BAD_CHARS.search(value)
+    if bad is not None:
+        raise MalformedItem(f"{key} holds the control character U+{ord(bad.group()):04X}")
 
 
 def _timestamp(value: Any) -> float:
@@ -190,16 +257,25 @@ def _timestamp(value: Any) -> float:
 def classify_item(item: Any) -> tuple[str, Buy | None]:
     """Classify one feed item.
 
+    A buy is a swap that received a token: paid with a quote asset (USD = the larger of the two
+    sides), or paid with another token (a token-for-token swap; USD = the received side's
+    only, since the side given away may be priced by a stale or thin market).
+
     Returns:
         ``("buy", Buy)`` for a buy, otherwise ``(reason, None)`` with reason one of ``sell``,
-        ``transfer``, ``other_type`` (any tx type but swap and transfer), ``token_swap`` (no
-        quote asset on either side) or ``quote_swap`` (quote on both sides, e.g. SOL→USDC).
+        ``transfer``, ``other_type`` (any tx type but swap and transfer), ``quote_swap`` (quote
+        on both sides, e.g. SOL→USDC) or ``zero_amounts`` (every amount and USD value zero).
 
     Raises:
-        MalformedItem: a field a swap needs is missing or has the wrong type.
+        MalformedItem: a field a swap needs is missing or has the wrong type, any text field
+            holds a control character or a lone surrogate, or the bought token is not a valid
+            address for its chain.
     """
     if not isinstance(item, Mapping):
         raise MalformedItem("item is not an object")
+    for key, value in item.items():
+        if isinstance(value, str):
+            check_chars(str(key), value)
     tx_type = _text(item, "tx_type", required=True).lower()
     if tx_type == "transfer":
         return "transfer", None
@@ -213,11 +289,16 @@ def classify_item(item: Any) -> tuple[str, Buy | None]:
         return "quote_swap", None
     if not given_quote and got_quote:
         return "sell", None
-    if not given_quote:
-        return "token_swap", None
+    chain = _text(item, "chain", required=True).lower()
+    token = token_address(got, chain)
     usd_given = parse_amount(item.get("token0_amount_usd"))
     usd_got = parse_amount(item.get("token1_amount_usd"))
-    sizes = [u for u in (usd_given, usd_got) if u is not None and u > 0]
+    amounts = (parse_amount(item.get("token0_amount")), parse_amount(item.get("token1_amount")))
+    reported = [v for v in (*amounts, usd_given, usd_got) if v is not None]
+    if reported and not any(reported):
+        return "zero_amounts", None
+    priced_by = (usd_given, usd_got) if given_quote else (usd_got,)
+    sizes = [u for u in priced_by if u is not None and u > 0]
     label = item.get("wallet_label")
     if label is not None and not isinstance(label, str):
         raise MalformedItem("wallet_label is not a string")
@@ -226,13 +307,13 @@ def classify_item(item: Any) -> tuple[str, Buy | None]:
         tx_hash=tx_hash,
         wallet=_text(item, "wallet", required=True),
         wallet_label=(label.strip() or None) if label else None,
-        token=got,
+        token=token,
         symbol=_text(item, "token1_symbol"),
         name=_text(item, "token1_name"),
         usd=max(sizes) if sizes else None,
         ts=_timestamp(item.get("timestamp")),
         dex=_text(item, "dex"),
-        chain=_text(item, "chain", required=True).lower(),
+        chain=chain,
         first_interaction=first is True,
     )
     return "buy", buy
@@ -408,7 +489,7 @@ class CieloFeed:
         return parse_page(body)
 
     async def _is_new(self, tx_hash: str) -> bool:
-        key = f"tx:{tx_hash}"
+        key = keys.seen_tx(tx_hash)
         # This process's own memory first: when the store goes away, the buys it already handled
         # are still on the feed's newest page, and must not come back as new.
         if key in self._local_seen:
@@ -496,6 +577,13 @@ class CieloFeed:
         all_new = True
         for item in items:
             tx = item.get("tx_hash") if isinstance(item, Mapping) else None
+            try:
+                if isinstance(tx, str):
+                    check_chars("tx_hash", tx)
+            except MalformedItem as exc:
+                skipped["malformed"] += 1
+                self._log_bad_once(item, str(exc))
+                continue
             if isinstance(tx, str) and tx.strip() and not await self._is_new(tx.strip()):
                 skipped["seen"] += 1
                 all_new = False

@@ -22,14 +22,13 @@ from typing import Any, Protocol, Self
 
 import attrs
 
-from callsbot.aggregator import Aggregator, cursor_name
 from callsbot.clock import Clock, unix_seconds
 from callsbot.config import Settings
 from callsbot.errors import NoGroupsResolved, SessionError, StoreError
 from callsbot.extract import entities_from_telethon
 from callsbot.metrics import Metrics
-from callsbot.models import IncomingMessage
-from callsbot.store import SignalStore
+from callsbot.models import ForwardHeader, IncomingMessage
+from callsbot.store import SignalStore, keys
 
 log = logging.getLogger("callsbot.telegram")
 
@@ -60,6 +59,18 @@ class ResolvedGroup:
     entity: Any = attrs.field(eq=False, repr=False, default=None)
 
 
+class MessageIntake(Protocol):
+    """Where the listener hands messages (the aggregator pipeline)."""
+
+    async def submit(self, message: IncomingMessage) -> None:
+        """Queue ``message``; may wait while the queue is full (back-pressure)."""
+        ...
+
+    async def flush_cursors(self) -> None:
+        """Write the catch-up cursors of the messages finished so far."""
+        ...
+
+
 class TelegramGateway(Protocol):
     """Everything the listener needs from Telegram."""
 
@@ -84,6 +95,32 @@ class TelegramGateway(Protocol):
         ...
 
 
+def peer_id(peer: Any) -> int | None:
+    """The Bot-API style id of a Telethon ``Peer*`` (``-100…`` channels, ``-…`` basic groups)."""
+    if peer is None:
+        return None
+    if getattr(peer, "user_id", None) is not None:
+        return int(peer.user_id)
+    if getattr(peer, "channel_id", None) is not None:
+        return -(10**12) - int(peer.channel_id)
+    if getattr(peer, "chat_id", None) is not None:
+        return -int(peer.chat_id)
+    return None
+
+
+def forward_header(fwd: Any) -> ForwardHeader | None:
+    """A Telethon ``MessageFwdHeader`` as a :class:`ForwardHeader` (``None`` when not a forward)."""
+    if fwd is None:
+        return None
+    date = getattr(fwd, "date", None)
+    return ForwardHeader(
+        origin_peer=peer_id(getattr(fwd, "from_id", None)),
+        origin_name=getattr(fwd, "from_name", None),
+        origin_message_id=getattr(fwd, "channel_post", None),
+        origin_date=None if date is None else int(date.timestamp()),
+    )
+
+
 def message_date(message: Any) -> int:
     """A Telethon message's own date (server clock) as unix seconds."""
     return int(message.date.timestamp())
@@ -94,7 +131,7 @@ class TelegramListener:
 
     Args:
         gateway: the Telegram boundary.
-        aggregator: where messages go (its ``submit`` only queues).
+        intake: where messages go (the pipeline; its ``submit`` only queues).
         store: for catch-up cursors and the heartbeat.
         settings: all settings.
         clock: "now".
@@ -106,7 +143,7 @@ class TelegramListener:
         self,
         *,
         gateway: TelegramGateway,
-        aggregator: Aggregator,
+        intake: MessageIntake,
         store: SignalStore,
         settings: Settings,
         clock: Clock,
@@ -114,7 +151,7 @@ class TelegramListener:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._gateway = gateway
-        self._aggregator = aggregator
+        self._intake = intake
         self._store = store
         self._settings = settings
         self._tg = settings.telegram
@@ -135,9 +172,16 @@ class TelegramListener:
         """Configured groups that did not resolve, with the reason."""
         return dict(self._failed)
 
+    name = "telegram"
+
     @property
     def connected(self) -> bool:
+        """Whether the Telegram client is connected right now."""
         return self._gateway.is_connected()
+
+    def health(self) -> list[str]:
+        """Reasons the listener is not ready (not connected)."""
+        return [] if self.connected else ["telegram not connected"]
 
     # -- groups --------------------------------------------------------------------------------
 
@@ -190,7 +234,7 @@ class TelegramListener:
         """The Telethon event handler: filter, convert, queue. Never waits on HTTP or Redis."""
         incoming = self.to_incoming(message, source="edit" if edited else "live")
         if incoming is not None:
-            await self._aggregator.submit(incoming)
+            await self._intake.submit(incoming)
 
     def to_incoming(self, message: Any, *, source: str) -> IncomingMessage | None:
         """Convert a Telethon message of a listened group, or ``None`` to skip it."""
@@ -214,6 +258,9 @@ class TelegramListener:
             text=text,
             entities=entities_from_telethon(message),
             source=source,
+            sender_id=peer_id(getattr(message, "from_id", None)),
+            forward=forward_header(getattr(message, "fwd_from", None)),
+            received_at=self._clock.time(),
         )
 
     async def catch_up(self) -> int:
@@ -228,7 +275,7 @@ class TelegramListener:
         queued = 0
         for group in list(self._groups.values()):
             try:
-                min_id = await self._store.get_cursor(cursor_name(group.chat_id)) or 0
+                min_id = await self._store.get_cursor(keys.chat_cursor(group.chat_id)) or 0
             except StoreError as exc:
                 log.warning("catch-up of %s postponed: store unavailable (%s)", group.name, exc)
                 continue
@@ -240,7 +287,7 @@ class TelegramListener:
                 if incoming is not None:
                     missed.append(incoming)
             for incoming in reversed(missed):  # oldest first, as they happened
-                await self._aggregator.submit(incoming)
+                await self._intake.submit(incoming)
             if missed:
                 log.info("caught up %d messages of %s", len(missed), group.name)
             queued += len(missed)
@@ -257,7 +304,7 @@ class TelegramListener:
 
     async def tick(self) -> None:
         """One watch step: heartbeat while connected; catch up after a (re)connect."""
-        await self._aggregator.flush_cursors()
+        await self._intake.flush_cursors()
         connected = self._gateway.is_connected()
         if connected and not self._was_connected:
             await self.catch_up()

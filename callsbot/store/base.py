@@ -19,8 +19,8 @@ from typing import Self
 from callsbot.clock import Clock, unix_seconds
 
 
-class SignalStore(abc.ABC):
-    """Abstract signal store.
+class MentionWindow(abc.ABC):
+    """The sliding window of mentions: who called which token, and when.
 
     Args:
         window: sliding-window length in seconds.
@@ -57,10 +57,11 @@ class SignalStore(abc.ABC):
             StoreError: the write may not have happened.
         """
 
+    @abc.abstractmethod
     async def record_once(
         self, token: str, group: str, ts: float, *, claim: str, ttl: int
     ) -> int | None:
-        """:meth:`claim` ``claim`` for ``ttl`` seconds and, if this caller won, :meth:`record`.
+        """Claim ``claim`` (named by :mod:`~callsbot.store.keys`) for ``ttl`` s; if won, record.
 
         The aggregator's write of one mention: "this message's address was counted" and the
         count itself. A backend may send both in one round trip and apply the record even for a
@@ -73,9 +74,6 @@ class SignalStore(abc.ABC):
         Raises:
             StoreError: neither may have happened; retrying is safe.
         """
-        if not await self.claim(claim, ttl):
-            return None
-        return await self.record(token, group, ts)
 
     @abc.abstractmethod
     async def groups(self, token: str) -> dict[str, int]:
@@ -117,6 +115,10 @@ class SignalStore(abc.ABC):
                 result[token] = members
         return result
 
+
+class Liveness(abc.ABC):
+    """Heartbeats of the roles, and whether the store answers at all."""
+
     # -- liveness ------------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -135,7 +137,20 @@ class SignalStore(abc.ABC):
             StoreError: could not ask.
         """
 
-    # -- idempotency and cursors ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Return when the store answers.
+
+        Raises:
+            StoreError: it does not.
+        """
+
+
+class Claims(abc.ABC):
+    """First-one-wins claims with a lifetime (seen messages and txs, alert cooldowns).
+
+    Claim names come from :mod:`callsbot.store.keys`; callers never format them.
+    """
 
     @abc.abstractmethod
     async def claim(self, key: str, ttl: int) -> bool:
@@ -156,6 +171,10 @@ class SignalStore(abc.ABC):
             StoreError: could not ask.
         """
 
+
+class Cursors(abc.ABC):
+    """Monotonic named integers (the last message id processed per chat)."""
+
     @abc.abstractmethod
     async def advance_cursor(self, name: str, value: int) -> int:
         """Set cursor ``name`` to ``max(current, value)`` and return the result.
@@ -172,17 +191,25 @@ class SignalStore(abc.ABC):
             StoreError: could not ask.
         """
 
+
+class SignalStore(MentionWindow, Liveness, Claims, Cursors):
+    """A whole backend: every capability, one connection pool, one lifecycle.
+
+    Callers take the capability they use (:class:`MentionWindow`, :class:`Claims`,
+    :class:`Liveness`, :class:`Cursors`); only the wiring holds the whole store.
+    """
+
+    async def record_once(
+        self, token: str, group: str, ts: float, *, claim: str, ttl: int
+    ) -> int | None:
+        """Claim, then record when this caller won (backends may do both in one round trip)."""
+        if not await self.claim(claim, ttl):
+            return None
+        return await self.record(token, group, ts)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
-    @abc.abstractmethod
-    async def ping(self) -> None:
-        """Return when the store answers.
-
-        Raises:
-            StoreError: it does not.
-        """
-
-    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    async def aclose(self) -> None:
         """Release connections. Safe to call twice."""
 
     async def __aenter__(self) -> Self:

@@ -27,3 +27,31 @@ def heartbeat(role: str) -> str:
 def claim(key: str) -> str:
     """String set with NX for "first one wins" claims (alerts, seen messages, seen txs)."""
     return f"{PREFIX}:claim:{key}"
+
+
+# -- claim and cursor names (what callers pass to Claims and Cursors; never formatted elsewhere) --
+
+
+def seen_mention(chat_id: int, message_id: int, token: str) -> str:
+    """Claim name: this message's mention of ``token`` was recorded."""
+    return f"msg:{chat_id}:{message_id}:{token}"
+
+
+def seen_mentions_of_chat(chat_id: int) -> str:
+    """Glob over every :func:`seen_mention` claim of one chat (tools and the demo's reset)."""
+    return claim(f"msg:{chat_id}:*")
+
+
+def seen_tx(tx_hash: str) -> str:
+    """Claim name: this feed transaction was handled."""
+    return f"tx:{tx_hash}"
+
+
+def alert_claim(token: str) -> str:
+    """Claim name: ``token`` was alerted (held for the cooldown)."""
+    return f"alert:{token}"
+
+
+def chat_cursor(chat_id: int) -> str:
+    """Cursor name: the last message id of ``chat_id`` that the pipeline finished."""
+    return f"msg:{chat_id}"

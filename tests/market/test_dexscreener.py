@@ -13,7 +13,6 @@ import pytest
 
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings
-from callsbot.localapi.dexscreener import WSOL, ClockSleep, FakeDexScreener, http_date, make_pair
 from callsbot.market.dexscreener import (
     BadResponse,
     ConnectionFailed,
@@ -31,6 +30,7 @@ from callsbot.market.dexscreener import (
     same_address,
 )
 from callsbot.metrics import Metrics
+from callsbot.testing.dexscreener import WSOL, ClockSleep, FakeDexScreener, http_date, make_pair
 
 TOKEN = "7GCihgDB8fe6KNjn2MYtkzZcRjQy3t9GHdC8uHYmW2hr"
 OTHER = "DezXAZ8z7PnrnRJjz3wXBoRgixCaB1yy6tdBvHNMDi3o"

@@ -13,7 +13,11 @@ from aiolimiter import AsyncLimiter
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings, MarketSettings
 from callsbot.errors import MarketUnavailable
-from callsbot.localapi.dexscreener import (
+from callsbot.market.dexscreener import DexScreenerClient, build_limiter, parse_pairs
+from callsbot.market.gate import MarketValidator, best_pair, judge, snapshot_of
+from callsbot.metrics import Metrics
+from callsbot.models import Reason, Status
+from callsbot.testing.dexscreener import (
     USDC,
     WSOL,
     ClockSleep,
@@ -21,10 +25,6 @@ from callsbot.localapi.dexscreener import (
     http_date,
     make_pair,
 )
-from callsbot.market.dexscreener import DexScreenerClient, build_limiter, parse_pairs
-from callsbot.market.gate import MarketValidator, best_pair, judge, snapshot_of
-from callsbot.metrics import Metrics
-from callsbot.models import Reason, Status
 
 TOKEN = "7GCihgDB8fe6KNjn2MYtkzZcRjQy3t9GHdC8uHYmW2hr"
 OTHER = "DezXAZ8z7PnrnRJjz3wXBoRgixCaB1yy6tdBvHNMDi3o"
@@ -516,3 +516,27 @@ async def test_an_unexpected_error_is_unknown_not_a_crash(
     verdict = await validator.verdict(TOKEN)
     assert (verdict.status, verdict.detail) == (Status.UNKNOWN, "internal error (ValueError)")
     assert "crashed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["7GCi\ud800W2hr", "abc\x00def", "a,b", "../../x", "x" * 300, "", "a b"],
+    ids=["surrogate", "nul", "comma", "path", "long", "empty", "space"],
+)
+async def test_a_hostile_address_never_poisons_the_batch_it_would_join(
+    dex: FakeDexScreener, make_validator: Factory, hostile: str
+) -> None:
+    dex.add_token(TOKEN)
+    dex.add_token(OTHER)
+    validator = make_validator()
+    verdicts = await validator.verdicts([TOKEN, hostile, OTHER])
+    assert verdicts[TOKEN].valid
+    assert verdicts[OTHER].valid
+    assert (verdicts[hostile].status, verdicts[hostile].reason) == (
+        Status.INVALID,
+        Reason.NO_PAIRS,
+    )
+    assert verdicts[hostile].detail == "not an address"
+    assert [r.addresses for r in dex.requests] == [(TOKEN, OTHER)]
+    assert await validator.resolve_pairs([hostile]) == {hostile: None}
+    assert len(dex.requests) == 1

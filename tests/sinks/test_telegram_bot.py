@@ -17,7 +17,8 @@ from callsbot.errors import SinkError
 from callsbot.models import Buy, MarketSnapshot
 from callsbot.scoring import ScoreLine, consensus, score_card
 from callsbot.sinks.telegram_bot import TelegramBotSink
-from tests.fakes.telegram_bot import (
+from callsbot.testing.redis_server import free_port
+from callsbot.testing.telegram_bot import (
     CHAT_ID,
     FAKE_TOKEN,
     FakeTelegramBot,
@@ -26,7 +27,6 @@ from tests.fakes.telegram_bot import (
     too_many_requests,
     visible_text,
 )
-from tests.redis_server import free_port
 
 NOW = 1_700_000_000.0
 PUMP_MINT = "9BB6NFEcjBCtnNLFko2FqVQBq8HHM13kCyYcdQbgpump"

@@ -13,19 +13,6 @@ import pytest
 from callsbot.clock import FakeClock
 from callsbot.config import CieloSettings
 from callsbot.errors import StoreError
-from callsbot.localapi.cielo import (
-    API_KEY,
-    CREDITS,
-    PENDING,
-    USDC,
-    WALLET,
-    FakeCielo,
-    Reply,
-    envelope,
-    sell,
-    swap,
-    transfer,
-)
 from callsbot.metrics import Metrics
 from callsbot.models import Buy
 from callsbot.sources.cielo import (
@@ -38,8 +25,21 @@ from callsbot.sources.cielo import (
 )
 from callsbot.store.base import SignalStore
 from callsbot.store.memory import MemoryStore
+from callsbot.testing.cielo import (
+    API_KEY,
+    CREDITS,
+    PENDING,
+    USDC,
+    WALLET,
+    FakeCielo,
+    Reply,
+    envelope,
+    sell,
+    swap,
+    transfer,
+)
+from callsbot.testing.redis_server import free_port
 from tests.conftest import make_redis_store
-from tests.redis_server import free_port
 
 TOKEN_A = "7GCihgDB8fe6KNjn2MYtkzZcRjQy3t9GHdC8uHYmW2hr"
 TOKEN_B = "HeLp6NuQkmYB4pYWo2zYs22mESHXPQYzXbB8n4V98jwC"
@@ -147,7 +147,7 @@ async def test_keeps_buys_and_counts_skips_by_reason(
         sell("tx3", TOKEN_A),
         transfer("tx4", TOKEN_A),
         {**swap("tx5", TOKEN_A), "tx_type": "lp"},
-        swap("tx6", TOKEN_B, given=TOKEN_A),
+        swap("tx6", TOKEN_PUMP, given=TOKEN_A, ts=T(20)),  # token for token: a buy
         swap("tx7", USDC, given="native"),
     ]
     fake.serve(items)
@@ -155,8 +155,8 @@ async def test_keeps_buys_and_counts_skips_by_reason(
     result = await feed.poll()
     await feed.aclose()
     assert result.outcome == "ok"
-    assert [b.tx_hash for b in result.buys] == ["tx2", "tx1"]  # oldest first
-    first = result.buys[1]
+    assert [b.tx_hash for b in result.buys] == ["tx2", "tx6", "tx1"]  # oldest first
+    first = result.buys[2]
     assert first == Buy(
         tx_hash="tx1",
         wallet=WALLET,
@@ -175,10 +175,9 @@ async def test_keeps_buys_and_counts_skips_by_reason(
         "sell": 1,
         "transfer": 1,
         "other_type": 1,
-        "token_swap": 1,
         "quote_swap": 1,
     }
-    assert sample(metrics, "feed_items", outcome="buy") == 2
+    assert sample(metrics, "feed_items", outcome="buy") == 3
     assert sample(metrics, "feed_items", outcome="sell") == 1
     assert sample(metrics, "feed_polls", outcome="ok") == 1
 
@@ -238,7 +237,7 @@ def test_evm_buy_with_mixed_case_weth() -> None:
     reason, buy = classify_item(item)
     assert reason == "buy"
     assert buy is not None
-    assert buy.token == EVM_TOKEN
+    assert buy.token == EVM_TOKEN.lower()
     assert buy.chain == "ethereum"
 
 
@@ -331,7 +330,7 @@ async def test_store_down_dedupes_in_memory(
 async def test_buys_handled_before_an_outage_stay_handled_during_it(
     fake: FakeCielo, clock: FakeClock, metrics: Metrics, redis_url: str
 ) -> None:
-    from tests.redis_server import RedisServer
+    from callsbot.testing.redis_server import RedisServer
 
     server = RedisServer()
     server.start()
@@ -558,3 +557,140 @@ async def test_store_errors_in_claim_are_store_errors(clock: FakeClock) -> None:
     with pytest.raises(StoreError):
         await store.claim("tx:x", 10)
     await store.aclose()
+
+
+# -- hostile and odd items (issue 18) -----------------------------------------------------------
+
+
+def _amounts(item: dict[str, Any], a0: Any, u0: Any, a1: Any, u1: Any) -> dict[str, Any]:
+    return item | {
+        "token0_amount": a0,
+        "token0_amount_usd": u0,
+        "token1_amount": a1,
+        "token1_amount_usd": u1,
+    }
+
+
+async def test_a_token_address_invalid_for_its_chain_is_malformed_and_never_looked_up(
+    fake: FakeCielo, store: MemoryStore, clock: FakeClock, metrics: Metrics
+) -> None:
+    items = [
+        swap("ok1", TOKEN_A, ts=T(1)),
+        swap("bad1", "NotBase58-0OIl-xxxxxxxxxxxxxxxxxxxxxxxxxx"),  # not base58 at all
+        swap("bad2", "z" * 44),  # base58, but 33 bytes
+        swap("bad3", TOKEN_A[:30]),  # truncated
+        swap("bad4", "0x" + "ab" * 20),  # an EVM address on Solana
+        swap("bad5", "0x" + "ab" * 19, given=WETH_MIXED, chain="base"),  # 39 bytes of hex
+        swap("bad6", TOKEN_A, given=WETH_MIXED, chain="ethereum"),  # a Solana key on Ethereum
+        swap("ok2", EVM_TOKEN, given=WETH_MIXED, chain="base", ts=T(2)),
+    ]
+    fake.serve(items)
+    feed = await make_feed(fake, store, clock, metrics)
+    result = await feed.poll()
+    await feed.aclose()
+    assert [b.tx_hash for b in result.buys] == ["ok1", "ok2"]
+    assert result.skipped == {"malformed": 6}
+    assert sample(metrics, "feed_items", outcome="malformed") == 6
+
+
+def test_evm_tokens_are_lower_cased_like_extracted_mentions() -> None:
+    _, buy = classify_item(swap("0x" + "cd" * 32, EVM_TOKEN, given=WETH_MIXED, chain="Base"))
+    assert buy is not None
+    # The store keys EVM mentions lower-case (extraction does); the feed must ask for the same.
+    assert (buy.token, buy.chain) == (EVM_TOKEN.lower(), "base")
+
+
+async def test_all_zero_amounts_are_skipped_and_a_null_usd_stays_unknown(
+    fake: FakeCielo, store: MemoryStore, clock: FakeClock, metrics: Metrics
+) -> None:
+    items = [
+        _amounts(swap("zero", TOKEN_A), 0, 0, 0, 0),
+        _amounts(swap("zero_str", TOKEN_A), "0", "0.0", 0.0, None),
+        _amounts(swap("null_usd", TOKEN_B, ts=T(1)), 15.2, None, "1000", None),
+        _amounts(swap("zero_usd", TOKEN_PUMP, ts=T(2)), 3, 0, 7, 0),  # priced at nothing
+        _amounts(swap("given_usd", TOKEN_A, ts=T(3)), 1, 150.0, 7, None),
+    ]
+    fake.serve(items)
+    feed = await make_feed(fake, store, clock, metrics)
+    result = await feed.poll()
+    await feed.aclose()
+    assert [(b.tx_hash, b.usd) for b in result.buys] == [
+        ("null_usd", None),
+        ("zero_usd", None),  # amounts traded but no USD: unknown, never $0
+        ("given_usd", 150.0),
+    ]
+    assert result.skipped == {"zero_amounts": 2}
+    assert sample(metrics, "feed_items", outcome="zero_amounts") == 2
+
+
+def test_a_token_for_token_swap_buys_the_received_token_at_its_own_usd() -> None:
+    item = _amounts(swap("t2t", TOKEN_B, given=TOKEN_A, symbol="BBB"), 10, 900.0, 20, 880.0)
+    reason, buy = classify_item(item)
+    assert reason == "buy"
+    assert buy is not None
+    assert (buy.token, buy.symbol, buy.usd) == (TOKEN_B, "BBB", 880.0)
+    # Only the received side prices it: an unknown received USD stays unknown.
+    _, unpriced = classify_item(_amounts(item, 10, 900.0, 20, None))
+    assert unpriced is not None
+    assert unpriced.usd is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("tx_hash", "abc\ud800def"),
+        ("tx_hash", "abc\x00def"),
+        ("token1_address", TOKEN_A[:20] + "\udc80" + TOKEN_A[21:]),
+        ("wallet", WALLET + "\x1b[2J"),
+        ("wallet_label", "Smart\x07Whale"),
+        ("wallet_label", "lone \udfff surrogate"),
+        ("token1_symbol", "TKN\r\nX-Injected: 1"),
+        ("chain", "sol\x00ana"),
+    ],
+)
+async def test_a_lone_surrogate_or_control_character_is_a_malformed_item(
+    redis_url: str,
+    fake: FakeCielo,
+    clock: FakeClock,
+    metrics: Metrics,
+    caplog: pytest.LogCaptureFixture,
+    field: str,
+    value: str,
+) -> None:
+    bad = swap("bad", TOKEN_PUMP) | {field: value}
+    fake.serve([swap("before", TOKEN_A, ts=T(1)), bad, swap("after", TOKEN_B, ts=T(2))])
+    store = make_redis_store(redis_url, clock)  # Redis refuses to encode a lone surrogate
+    feed = await make_feed(fake, store, clock, metrics)
+    caplog.set_level(logging.WARNING, logger="callsbot.sources.cielo")
+    try:
+        result = await feed.poll()
+    finally:
+        await feed.aclose()
+        await store.aclose()
+    assert result.outcome == "ok"
+    assert [b.tx_hash for b in result.buys] == ["before", "after"]
+    assert result.skipped == {"malformed": 1}
+    # The log line itself must stay encodable (a lone surrogate would break the handler).
+    for record in caplog.records:
+        record.getMessage().encode("utf-8")
+
+
+async def test_api_key_whitespace_is_trimmed(
+    fake: FakeCielo, store: MemoryStore, clock: FakeClock, metrics: Metrics
+) -> None:
+    fake.serve([swap("x", TOKEN_A)])
+    settings = CieloSettings(url=fake.url, api_key=f"  {API_KEY}\r\n")
+    feed = CieloFeed(settings, store, clock=clock, metrics=metrics)
+    result = await feed.poll()
+    await feed.aclose()
+    assert [b.tx_hash for b in result.buys] == ["x"]
+    assert fake.requests[0].headers["X-API-KEY"] == API_KEY
+
+
+@pytest.mark.parametrize("key", ["abc\ndef", "abc def", "abc\u00e9def", "abc\x00def"])
+def test_an_api_key_unusable_as_a_header_is_refused_up_front(
+    store: MemoryStore, clock: FakeClock, key: str
+) -> None:
+    with pytest.raises(ValueError, match="HTTP header") as info:
+        CieloFeed(CieloSettings(api_key=key), store, clock=clock, metrics=Metrics.create())
+    assert "abc" not in str(info.value)

@@ -20,8 +20,10 @@ from callsbot.aggregator import Aggregator
 from callsbot.clock import FakeClock
 from callsbot.config import Settings, TelegramSettings
 from callsbot.errors import NoGroupsResolved, SessionError
+from callsbot.events import EventHub
 from callsbot.logs import RedactSecrets
 from callsbot.metrics import Metrics
+from callsbot.runtime.roles import build_listener, build_pipeline, make_parts
 from callsbot.sources.telegram import (
     SessionLock,
     TelegramListener,
@@ -30,8 +32,8 @@ from callsbot.sources.telegram import (
     session_path,
 )
 from callsbot.store import SignalStore
+from callsbot.testing.redis_server import RedisServer
 from tests.conftest import make_redis_store
-from tests.redis_server import RedisServer
 from tests.tg import FakeGateway, channel_peer_id, mint, tg_message
 
 T0 = 1_700_000_000.0
@@ -51,8 +53,10 @@ class Rig:
     store: SignalStore
     metrics: Metrics
     clock: FakeClock
+    events: EventHub
 
-    def recorded(self) -> float:
+    async def recorded(self) -> float:
+        await self.events.drain()
         return sum(
             self.metrics.registry.get_sample_value("callsbot_mentions_recorded_total", {"kind": k})
             or 0.0
@@ -72,18 +76,10 @@ def build(
     """The real listener and pipeline over a fake Telegram boundary (workers not started)."""
     metrics = Metrics.create()
     gateway = FakeGateway(known)
-    aggregator = Aggregator(
-        settings=s, store=store, market=None, clock=clock, metrics=metrics, validate=False
-    )
-    listener = TelegramListener(
-        gateway=gateway,
-        aggregator=aggregator,
-        store=store,
-        settings=s,
-        clock=clock,
-        metrics=metrics,
-    )
-    return Rig(gateway, listener, aggregator, store, metrics, clock)
+    parts = make_parts(s, clock=clock, metrics=metrics, store=store, market=None)
+    aggregator = build_pipeline(parts, validate=False)
+    listener = build_listener(parts, gateway, aggregator)
+    return Rig(gateway, listener, aggregator, store, metrics, clock, parts.events)
 
 
 @contextlib.asynccontextmanager
@@ -186,7 +182,7 @@ async def test_same_message_live_twice_catch_up_and_edit_is_recorded_once(
         edited = tg_message(111, 7, f"CA: {mint(1)} 🚀", T0 - 100, edit_ts=T0 - 50)
         await r.gateway.deliver(edited, edited=True)
         await r.aggregator.drain()
-        assert r.recorded() == 1
+        assert await r.recorded() == 1
         assert r.rejected("duplicate") == 3
         assert await zrange(redis_url, mint(1)) == [("@alpha", T0 - 100)]
 
@@ -200,7 +196,7 @@ async def test_an_edit_that_adds_an_address_records_it(
         edit = tg_message(111, 8, f"CA: {mint(1)}\nnew CA: {mint(2)}", T0 - 100, edit_ts=T0)
         await r.gateway.deliver(edit, edited=True)
         await r.aggregator.drain()
-        assert r.recorded() == 2
+        assert await r.recorded() == 2
         assert await redis.groups(mint(2)) == {"@alpha": int(T0 - 100)}
 
 
@@ -220,7 +216,7 @@ async def test_catch_up_after_disconnect_records_exactly_the_missed_messages(
         r.gateway.connected = True
         await r.listener.tick()
         await r.aggregator.drain()
-        assert r.recorded() == 6
+        assert await r.recorded() == 6
         assert r.rejected("duplicate") == 0
         assert await redis.counts([mint(i) for i in range(1, 7)]) == {
             mint(i): 1 for i in range(1, 7)

@@ -12,8 +12,8 @@ from callsbot.config import StoreSettings
 from callsbot.errors import StoreError
 from callsbot.store import open_store
 from callsbot.store.redis import RedisStore
+from callsbot.testing.redis_server import RedisServer, free_port
 from tests.conftest import make_redis_store
-from tests.redis_server import RedisServer, free_port
 
 T0 = 1_700_000_000
 

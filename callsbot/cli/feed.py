@@ -6,22 +6,24 @@ It deduplicates in a private in-memory store, never in the configured one: claim
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
 import aiohttp
 
-from callsbot.clock import Clock
+from callsbot.clock import Clock, SystemClock
 from callsbot.config import Settings
+from callsbot.errors import EXIT_CONFIG
 from callsbot.metrics import Metrics
 from callsbot.sources.cielo import API_KEY_ENV, CieloAuthError, CieloFeed
 from callsbot.store.memory import MemoryStore
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_CONFIG = 2
 
 
 async def feed_command(
@@ -85,3 +87,18 @@ async def feed_command(
     if result.retry_after is not None:
         print(f"feed: rate limited; retry in {result.retry_after:.0f}s", file=err)
     return EXIT_FAILED
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Declare ``feed``."""
+    p = sub.add_parser("feed", help="poll the Cielo feed and print the buys kept")
+    p.add_argument("--once", action="store_true", required=True, help="poll once and exit")
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    """Poll once; JSON lines on stdout, the summary on stderr."""
+    return asyncio.run(
+        feed_command(
+            settings, sys.stdout, sys.stderr, clock=SystemClock(), metrics=Metrics.create()
+        )
+    )

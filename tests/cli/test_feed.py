@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from callsbot.cli.feed import feed_command
 from callsbot.clock import FakeClock
 from callsbot.config import CieloSettings, Settings, StoreSettings
-from callsbot.feed_cmd import feed_command
-from callsbot.localapi.cielo import API_KEY, CREDITS, FakeCielo, Reply, sell, swap, transfer
 from callsbot.metrics import Metrics
+from callsbot.testing.cielo import API_KEY, CREDITS, FakeCielo, Reply, sell, swap, transfer
 
 TOKEN = "9BB6NFEcjBCtnNLFko2FqVQBq8HHM13kCyYcdQbgpump"
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -96,3 +98,15 @@ async def token_command(
         await validator.aclose()
         await client.aclose()
     return status
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Declare ``token``."""
+    p = sub.add_parser("token", help="why a token counts or not: verdict, reason, snapshot")
+    p.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    p.add_argument("--chain", default="solana", help="solana (default), ethereum, base, bsc")
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    """One JSON line per address on stdout."""
+    return asyncio.run(token_command(settings, args.addresses, sys.stdout, chain=args.chain))

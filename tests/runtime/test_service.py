@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from callsbot.app import FatalError, supervise
 from callsbot.clock import FakeClock
-from callsbot.errors import ConfigError
+from callsbot.errors import ConfigError, FatalError
 from callsbot.metrics import Metrics
+from callsbot.runtime.service import supervise
 
 
 async def test_a_crashing_loop_is_restarted_and_counted(clock: FakeClock) -> None:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from callsbot.cli.token import token_command
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings, Settings
-from callsbot.localapi.dexscreener import ClockSleep, FakeDexScreener
-from callsbot.market.token_cmd import token_command
+from callsbot.testing.dexscreener import ClockSleep, FakeDexScreener
 
 TOKEN = "7GCihgDB8fe6KNjn2MYtkzZcRjQy3t9GHdC8uHYmW2hr"
 THIN = "DezXAZ8z7PnrnRJjz3wXBoRgixCaB1yy6tdBvHNMDi3o"

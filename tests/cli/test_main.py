@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.redis_server import RedisServer
+from callsbot.testing.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,14 +6,14 @@ import io
 import json
 from pathlib import Path
 
-from callsbot.backfill import backfill_command
+from callsbot.cli.backfill import backfill_command
 from callsbot.clock import FakeClock
 from callsbot.config import DexScreenerSettings, Settings, StoreSettings
-from callsbot.localapi.dexscreener import FakeDexScreener, make_pair
 from callsbot.metrics import Metrics
+from callsbot.testing.dexscreener import FakeDexScreener, make_pair
 from tests.tg import mint
 
-EXPORT = Path(__file__).parent / "sources" / "data" / "result.json"
+EXPORT = Path(__file__).parent.parent / "sources" / "data" / "result.json"
 BASE_EVM = "0x4ed4e862860bed51a9570b96d89af5e1b0efefed"
 
 #: (message id, token, kind) a careful trader reading the export would count.

@@ -1,0 +1,1 @@
+"""Running callsbot: the service contract, the wiring of every role, the process."""

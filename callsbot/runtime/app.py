@@ -1,0 +1,120 @@
+"""Process assembly: open the shared parts, build the chosen roles, supervise every service.
+
+``run --role all`` runs the aggregator, the scorer and the web server over one store;
+``--role aggregator`` / ``--role scorer`` run one role each (pointed at the same ``redis://``
+store). The code path is the same either way: the scorer learns about mentions only through
+the store.
+
+Every service is supervised: a crash is logged, counted and the service restarted with
+backoff, while its siblings keep running. A :class:`~callsbot.errors.FatalError` (bad
+configuration, a rejected credential, an unusable session) ends the process with its exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from callsbot.clock import Clock
+from callsbot.config import Settings
+from callsbot.errors import FatalError, StoreError
+from callsbot.metrics import Metrics
+from callsbot.runtime import roles
+from callsbot.runtime.service import Service, run_service
+
+log = logging.getLogger("callsbot")
+
+
+async def run(
+    settings: Settings,
+    *,
+    role: str,
+    clock: Clock,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    grace_seconds: float = 10.0,
+    replay: Path | None = None,
+) -> int:
+    """Run ``role`` (or every role) until ``stop`` is set; return the exit status."""
+    names = ["aggregator", "scorer"] if role == "all" else [role]
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            parts = await stack.enter_async_context(
+                roles.open_parts(settings, clock=clock, metrics=metrics)
+            )
+            try:
+                await parts.store.ping()
+            except StoreError as exc:
+                log.warning("store not reachable at start (%s); continuing, it is retried", exc)
+            log.info("callsbot starting: roles=%s store=%s", ",".join(names), safe_url(settings))
+            services: list[Service] = [parts.events, roles.build_store_probe(parts)]
+            for name in names:
+                services += await stack.enter_async_context(
+                    roles.role_services(parts, name, stop=stop, replay=replay)
+                )
+            if settings.web.enabled:
+                services.append(roles.build_web(parts, list(services)))
+            await _supervise_all(services, parts, stop, grace_seconds)
+    except FatalError as exc:
+        log.error("fatal: %s", _describe(exc))
+        return exc.exit_code
+    log.info("callsbot stopped")
+    return 0
+
+
+async def _supervise_all(
+    services: list[Service], parts: roles.Parts, stop: asyncio.Event, grace_seconds: float
+) -> None:
+    # The hub stops last: it delivers what the others published while they stopped.
+    hub_stop = asyncio.Event()
+    workers = [s for s in services if s is not parts.events]
+    hub = asyncio.create_task(
+        run_service(parts.events, hub_stop, clock=parts.clock, metrics=parts.metrics),
+        name="events",
+    )
+    tasks = [
+        asyncio.create_task(
+            run_service(s, stop, clock=parts.clock, metrics=parts.metrics), name=s.name
+        )
+        for s in workers
+    ]
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if not stop.is_set():
+        stop.set()  # a service ended on its own (fatal error): stop the others cleanly too
+    log.info("stopping (grace %.0fs)", grace_seconds)
+    _, late = await asyncio.wait(tasks, timeout=grace_seconds)
+    for task in late:
+        log.error(
+            "%s still running after the %.0fs grace; cancelled", task.get_name(), grace_seconds
+        )
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    hub_stop.set()
+    _, late_hub = await asyncio.wait([hub], timeout=grace_seconds)
+    for task in late_hub:
+        task.cancel()
+    await asyncio.gather(hub, return_exceptions=True)
+    errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+    for error in errors:
+        if isinstance(error, FatalError):
+            raise error
+    for error in errors:
+        raise FatalError(f"unexpected error: {error!r}") from error
+
+
+def _describe(exc: FatalError) -> str:
+    notes = getattr(exc, "__notes__", ())
+    return f"{exc} ({'; '.join(notes)})" if notes else str(exc)
+
+
+def safe_url(settings: Settings) -> str:
+    """The store URL without a password."""
+    url = settings.store.url
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
