@@ -406,8 +406,10 @@ class GeckoTerminalClient:
         self.limiter = limiter
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         self._cooldown_until = 0.0
-        self._cooldown_started = -math.inf
         self._cooldown_step = settings.cooldown_seconds
+        # One request in flight at a time: at 20/min requests are seconds apart anyway, and so
+        # the limiter's times are the send times and no wait overlaps a request.
+        self._in_flight = asyncio.Lock()
         self._closed = False
 
     async def __aenter__(self) -> Self:
@@ -536,27 +538,13 @@ class GeckoTerminalClient:
         deadline = self._clock.time() + self.settings.retry_deadline_seconds
         failures = 0
         while True:
-            remaining = self._cooldown_until - self._clock.time()
-            if remaining > 0:
-                if self._cooldown_until > deadline:
-                    return _Failure(
-                        NoDataReason.RATE_LIMITED,
-                        f"rate limited: cooling down {remaining:.0f}s more than the time budget",
-                        429,
-                        retry=False,
-                    )
-                await self._sleep(remaining)
-                continue
-            await self.limiter.acquire()
-            if self._cooldown_until > self._clock.time():
-                continue  # another request drew a 429 while this one waited for the limiter
-            sent_at = self._clock.time()
-            outcome = await self._attempt(path, params, sent_at)
+            async with self._in_flight:
+                outcome = await self._attempt_when_allowed(path, params, deadline)
             if not isinstance(outcome, _Failure):
                 self._cooldown_step = self.settings.cooldown_seconds
                 return outcome
-            if outcome.reason is NoDataReason.RATE_LIMITED:
-                continue  # the loop waits the cool-down out, or gives up at the deadline
+            if outcome.reason is NoDataReason.RATE_LIMITED and outcome.retry:
+                continue  # the next turn waits the cool-down out, or gives up at the deadline
             if not outcome.retry:
                 return outcome
             failures += 1
@@ -565,7 +553,23 @@ class GeckoTerminalClient:
                 return outcome
             await self._sleep(wait)
 
-    async def _attempt(self, path: str, params: dict[str, str], sent_at: float) -> Any | _Failure:
+    async def _attempt_when_allowed(
+        self, path: str, params: dict[str, str], deadline: float
+    ) -> Any | _Failure:
+        """Wait out the cool-down and the limiter, then send once (under ``_in_flight``)."""
+        while (remaining := self._cooldown_until - self._clock.time()) > 0:
+            if self._cooldown_until > deadline:
+                return _Failure(
+                    NoDataReason.RATE_LIMITED,
+                    f"rate limited: cooling down {remaining:.0f}s, past the time budget",
+                    429,
+                    retry=False,
+                )
+            await self._sleep(remaining)
+        await self.limiter.acquire()
+        return await self._attempt(path, params)
+
+    async def _attempt(self, path: str, params: dict[str, str]) -> Any | _Failure:
         try:
             reply = await self._send(path, params)
         except _TransportError as exc:
@@ -578,7 +582,7 @@ class GeckoTerminalClient:
         except (ValueError, UnicodeDecodeError):
             decoded = False
         if reply.status == 429 or (decoded and rate_limit_body(body)):
-            wait = self._start_cooldown(sent_at, reply.headers.get("retry-after"))
+            wait = self._start_cooldown(reply.headers.get("retry-after"))
             log.warning("geckoterminal: 429 on %s; every request pauses %.0fs", path, wait)
             return _Failure(NoDataReason.RATE_LIMITED, "rate limited (429)", 429, retry=True)
         if reply.status == 200:
@@ -607,20 +611,16 @@ class GeckoTerminalClient:
         log.warning("geckoterminal: %s on %s", detail, path)
         return _Failure(reason, detail, status, retry)
 
-    def _start_cooldown(self, sent_at: float, retry_after_header: str | None) -> float:
-        """Pause every request; the step doubles per 429 in a row, up to the cap.
+    def _start_cooldown(self, retry_after_header: str | None) -> float:
+        """Pause every request: 15 s, doubling per 429 in a row up to the cap.
 
-        A 429 for a request sent before the current cool-down began belongs to the same storm
-        and does not double the step again.
+        A Retry-After longer than the step is honoured up to the cap; ``0`` (which the API
+        sends with real 429s) is no advice at all.
         """
         now = self._clock.time()
         cap = self.settings.max_cooldown_seconds
         step = min(self._cooldown_step, cap)
-        if sent_at >= self._cooldown_started:
-            self._cooldown_started = now
-            self._cooldown_step = min(step * 2, cap)
-        else:
-            step = max(self._cooldown_until - now, 0.0)
+        self._cooldown_step = min(step * 2, cap)
         retry_after = parse_retry_after(retry_after_header, now)
         wait = step if not retry_after else max(step, min(retry_after, cap))
         self._cooldown_until = max(self._cooldown_until, now + wait)
