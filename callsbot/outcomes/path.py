@@ -78,6 +78,10 @@ class OutcomeRules:
     coarse_seconds: int = attrs.field(default=5 * 60, validator=_positive)
 
 
+#: The method's rules.
+DEFAULT_RULES = OutcomeRules()
+
+
 @attrs.frozen(kw_only=True)
 class Outcome:
     """Every section-3 field of one event, plus what they were computed from.
@@ -206,7 +210,7 @@ def price_path(
     minute: Sequence[Candle],
     five_minute: Sequence[Candle] = (),
     *,
-    rules: OutcomeRules = OutcomeRules(),
+    rules: OutcomeRules = DEFAULT_RULES,
 ) -> tuple[Candle, ...]:
     """The event's path: 1-minute candles before the switch, 5-minute candles from it.
 
@@ -227,7 +231,7 @@ def compute_outcome(
     *,
     as_of: float,
     latency: int = DEFAULT_LATENCY,
-    rules: OutcomeRules = OutcomeRules(),
+    rules: OutcomeRules = DEFAULT_RULES,
 ) -> Outcome:
     """Every section-3 field of the event at ``event_ts``, from the pool's candles.
 
