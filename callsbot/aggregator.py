@@ -29,7 +29,7 @@ from callsbot.events import EventHub, LevelReached, MentionRecorded
 from callsbot.extract import extract
 from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
-from callsbot.models import IncomingMessage, Status, message_from_json, message_to_json
+from callsbot.models import IncomingMessage, Reason, Status, message_from_json, message_to_json
 from callsbot.store import SignalStore, keys
 
 log = logging.getLogger("callsbot.aggregator")
@@ -49,7 +49,9 @@ class Candidate:
     address: str  # the token; for a pair, its address until resolved
     chain: str
     message: IncomingMessage
-    pair: str | None = None  # the pair address, once resolved to ``address``
+    # The pair address once resolved to ``address``; equal to ``address`` when the pair slot
+    # held no known pair and the address is being tried as a token itself.
+    pair: str | None = None
 
     @property
     def group(self) -> str:
@@ -68,8 +70,15 @@ class Candidate:
         """A pair address still waiting to be resolved to its base token."""
         return self.kind in ("pair", "evm_pair") and self.pair is None
 
+    @property
+    def slot_token(self) -> bool:
+        """A pair-slot address that is no known pair, tried as a token instead."""
+        return self.pair is not None and self.pair == self.address
+
     def as_token(self, token: str) -> Candidate:
-        return attrs.evolve(self, address=token, pair=self.address)
+        # EVM mentions are keyed lower-case (as extracted); DexScreener answers checksummed.
+        key = token.lower() if self.kind == "evm_pair" else token
+        return attrs.evolve(self, address=key, pair=self.address)
 
 
 @attrs.frozen
@@ -343,9 +352,6 @@ class Aggregator:
             candidates.append(self._candidate(message, "evm", evm.address, evm.chain or ""))
         for evm in found.evm_pairs:
             candidates.append(self._candidate(message, "evm_pair", evm.address, evm.chain or ""))
-        for c in [c for c in candidates if not c.chain]:
-            candidates.remove(c)
-            results.append(self._reject(c, "evm_no_chain"))
         results += await self._handle(candidates)
         if message.source in ("live", "catch_up"):
             seen = self._cursors.get(message.chat_id, 0)
@@ -357,7 +363,12 @@ class Aggregator:
         return Candidate(kind, address, chain, m)
 
     async def _handle(self, candidates: Sequence[Candidate]) -> list[Recorded]:
-        """Resolve, validate and record; results in the order the message named them."""
+        """Locate, resolve, validate and record; results in the order the message named them.
+
+        An EVM address without a chain takes the chain of its most liquid pair anywhere. A pair
+        address that is no known pair is tried once as a token (call templates put mints into
+        chart links); only if that fails too is it rejected as ``unknown_pair``.
+        """
         if not candidates:
             return []
         position: dict[str, int] = {}
@@ -368,25 +379,44 @@ class Aggregator:
         def settle(c: Candidate, result: Recorded) -> None:
             done.append((position.get(c.pair or c.address, len(position)), result))
 
-        tokens: list[Candidate] = [c for c in candidates if not c.is_pair]
-        for chain in sorted({c.chain for c in candidates if c.is_pair}):
+        tokens: list[Candidate] = [c for c in candidates if c.chain and not c.is_pair]
+        chainless = [c for c in candidates if not c.chain]
+        if chainless:
+            chains = await self._locate(chainless)
+            for c in chainless:
+                if chains is None:
+                    settle(c, self._defer(c))
+                elif (chain := chains.get(c.address)) is None:
+                    settle(c, self._reject(c, "evm_no_chain"))
+                else:
+                    # Found as a token: a chainless pair slot is settled as one too.
+                    pair = c.address if c.kind == "evm_pair" else c.pair
+                    tokens.append(attrs.evolve(c, chain=chain, pair=pair))
+        for chain in sorted({c.chain for c in candidates if c.is_pair and c.chain}):
             pairs = [c for c in candidates if c.is_pair and c.chain == chain]
             resolved = await self._resolve(pairs, chain)
             for c in pairs:
                 if resolved is None:
                     settle(c, self._defer(c))
                 elif (base := resolved.get(c.address)) is None:
-                    settle(c, self._reject(c, "unknown_pair"))
+                    tokens.append(attrs.evolve(c, pair=c.address))
                 else:
                     tokens.append(c.as_token(base))
         tokens.sort(key=lambda c: position.get(c.pair or c.address, 0))
+        tokens = _dedupe(tokens)
         valid: list[Candidate] = []
-        if not self._validate or self._market is None:
-            valid = _dedupe(tokens)
+        if self._market is None:
+            for c in tokens:
+                if c.slot_token:
+                    settle(c, self._reject(c, "unknown_pair"))
+                else:
+                    valid.append(c)
         else:
-            tokens = _dedupe(tokens)
-            for chain in sorted({c.chain for c in tokens}):
-                group = [c for c in tokens if c.chain == chain]
+            # Without the gate, only pair-slot addresses need asking: do they trade at all?
+            asked = tokens if self._validate else [c for c in tokens if c.slot_token]
+            valid = [c for c in tokens if not self._validate and not c.slot_token]
+            for chain in sorted({c.chain for c in asked}):
+                group = [c for c in asked if c.chain == chain]
                 try:
                     verdicts = await self._market.verdicts([c.address for c in group], chain=chain)
                 except MarketUnavailable as exc:
@@ -396,13 +426,25 @@ class Aggregator:
                     verdict = verdicts.get(c.address)
                     if verdict is None or verdict.status is Status.UNKNOWN:
                         settle(c, self._defer(c))
-                    elif verdict.status is Status.INVALID:
+                    elif c.slot_token and verdict.reason is Reason.NO_PAIRS:
+                        settle(c, self._reject(c, "unknown_pair"))
+                    elif verdict.status is Status.INVALID and self._validate:
                         settle(c, self._reject(c, verdict.reason.value))
                     else:
                         valid.append(c)
+            valid.sort(key=lambda c: position.get(c.pair or c.address, 0))
         for c in valid:
             settle(c, await self._record(c))
         return [result for _, result in sorted(done, key=lambda item: item[0])]
+
+    async def _locate(self, chainless: Sequence[Candidate]) -> dict[str, str | None] | None:
+        if self._market is None:
+            return {c.address: None for c in chainless}
+        try:
+            return dict(await self._market.locate([c.address for c in chainless]))
+        except MarketUnavailable as exc:
+            log.warning("chain lookup unavailable (%s); %d addresses deferred", exc, len(chainless))
+            return None
 
     async def _resolve(
         self, pairs: Sequence[Candidate], chain: str

@@ -290,6 +290,14 @@ class AlertsSettings:
 
 
 @attrs.frozen
+class EventsSettings:
+    subscriber_queue: int = setting(10_000, validator=positive)
+    stream_maxlen: int = setting(100_000, validator=positive)
+    stream_block_seconds: float = setting(0.5, validator=positive)
+    publish_buffer: int = setting(100_000, validator=positive)
+
+
+@attrs.frozen
 class WebSettings:
     enabled: bool = setting(True)
     host: str = setting("127.0.0.1")
@@ -318,6 +326,7 @@ class Settings:
     scoring: ScoringSettings = attrs.field(factory=ScoringSettings)
     tg_bot: TgBotSettings = attrs.field(factory=TgBotSettings)
     alerts: AlertsSettings = attrs.field(factory=AlertsSettings)
+    events: EventsSettings = attrs.field(factory=EventsSettings)
     web: WebSettings = attrs.field(factory=WebSettings)
     log: LogSettings = attrs.field(factory=LogSettings)
 

@@ -11,9 +11,13 @@ episode), and a subscriber that raises is logged, counted in
 from __future__ import annotations
 
 import asyncio
+import enum
+import json
 import logging
+import types
+import typing
 from collections.abc import Awaitable, Callable, Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -125,6 +129,70 @@ class AlertSent(Event):
     kind: ClassVar[str] = "alert_sent"
     alert: Alert
     deliveries: tuple[tuple[str, str | None], ...]
+
+
+#: Every event class by its ``kind`` (what the cross-process stream carries).
+KINDS: dict[str, type[Event]] = {
+    cls.kind: cls for cls in (MentionRecorded, LevelReached, VerdictMade, BuyScored, AlertSent)
+}
+
+
+def encode(event: Event) -> tuple[str, str]:
+    """``(kind, JSON)`` of ``event``, for the cross-process stream; :func:`decode` reads it."""
+    return event.kind, json.dumps(_unstructure(event), ensure_ascii=False, allow_nan=False)
+
+
+def decode(kind: str, payload: str) -> Event:
+    """The event :func:`encode` wrote.
+
+    Raises:
+        ValueError: unknown kind, or a payload that is not such an event.
+    """
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown event kind {kind!r}")
+    try:
+        event = _structure(cls, json.loads(payload))
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"malformed {kind} event: {exc}") from exc
+    assert isinstance(event, Event)
+    return event
+
+
+def _unstructure(obj: Any) -> Any:
+    if attrs.has(type(obj)):
+        return {f.name: _unstructure(getattr(obj, f.name)) for f in attrs.fields(type(obj))}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, tuple | list):
+        return [_unstructure(x) for x in obj]
+    return obj
+
+
+def _structure(tp: Any, data: Any) -> Any:
+    if data is None or tp is Any:
+        return data
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [a for a in args if a is not type(None)]
+        return _structure(inner, data)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_structure(args[0], x) for x in data)
+        return tuple(_structure(a, x) for a, x in zip(args, data, strict=True))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(data)
+    if isinstance(tp, type) and attrs.has(tp):
+        hints = typing.get_type_hints(tp)
+        fields = attrs.fields(tp)
+        return tp(
+            **{f.name: _structure(hints[f.name], data[f.name]) for f in fields if f.name in data}
+        )
+    if tp is float and isinstance(data, int | float):
+        return float(data)
+    if isinstance(tp, type) and not isinstance(data, tp):
+        raise TypeError(f"expected {tp.__name__}, got {type(data).__name__}")
+    return data
 
 
 Handler = Callable[[Event], Awaitable[None]]

@@ -207,6 +207,10 @@ _NON_ASCII_KEYWORDS: tuple[tuple[str, str], ...] = (
     ("代币", _MINT),
     ("地址", _MINT),
 )
+# Words in alphabetic scripts (Cyrillic) are delimited, so a stem matches at a word's start only
+# ("Популярный" is not "пул"); CJK runs have no word breaks, so there it matches anywhere.
+_ANYWHERE_KEYWORDS = tuple((kw, cls) for kw, cls in _NON_ASCII_KEYWORDS if kw >= "\u2e80")
+_WORD_START_KEYWORDS = tuple((kw, cls) for kw, cls in _NON_ASCII_KEYWORDS if kw < "\u2e80")
 _CHAIN_WORDS: dict[str, str] = {
     "eth": "ethereum",
     "ethereum": "ethereum",
@@ -244,7 +248,8 @@ def _classify_word(word: str) -> tuple[set[str], str | None] | None:
         cls = _ascii_class(word)
         return ({cls}, None) if cls is not None else None
     low = word.lower()
-    classes = {cls for kw, cls in _NON_ASCII_KEYWORDS if kw in low}
+    classes = {cls for kw, cls in _WORD_START_KEYWORDS if low.startswith(kw)}
+    classes.update(cls for kw, cls in _ANYWHERE_KEYWORDS if kw in low)
     return (classes, None) if classes else None
 
 
@@ -328,6 +333,7 @@ _BARE_DOMAINS = (
     "geckoterminal.com",
     "rugcheck.xyz",
     "dextools.io",
+    "nansen.ai",
     "etherscan.io",
     "basescan.org",
     "bscscan.com",
@@ -442,6 +448,8 @@ def _known_host_slots(
         return _one(_after(segs, lsegs, "tokens"), _MINT), chain
     if _on(host, "rugcheck.xyz"):
         return [(s, _MINT) for s in segs], "solana"
+    if _on(host, "nansen.ai"):
+        return [(v, _WALLET) for k, v in query.items() if k in ("address", "wallet")], None
     if _on(host, "dextools.io"):
         if "pair-explorer" in lsegs:
             k = lsegs.index("pair-explorer")
@@ -451,8 +459,49 @@ def _known_host_slots(
     return None
 
 
+#: Path words of wallet-profiler pages on hosts without their own rule (Nansen's
+#: ``/profiler?address=``, ``/profile/``, ``/portfolio/`` pages): what they name is a wallet.
+_PROFILER_WORDS = frozenset({"profiler", "profile", "portfolio", "wallet", "wallets"})
+#: Share and post-intent links carry the shared link, percent-encoded, in one query parameter.
+_SHARE_PATHS = {
+    "t.me": ("/share", "/share/url"),
+    "telegram.me": ("/share", "/share/url"),
+    "twitter.com": ("/intent/tweet", "/intent/post", "/share"),
+    "x.com": ("/intent/tweet", "/intent/post", "/share"),
+}
+_SHARE_NESTING = 3
+
+
+def _share_target(raw: str) -> str | None:
+    """The percent-decoded target of a share link (``t.me/share/url?url=…``), else ``None``.
+
+    The target is taken from the *raw* query, so its own ``?``/``&`` (encoded as ``%3F``/``%26``)
+    stay inside it instead of being split off as the share link's parameters.
+    """
+    text = raw if "://" in raw[:12] else "http://" + raw
+    try:
+        parts = urlsplit(text)
+        host = (parts.hostname or "").lower().removeprefix("www.")
+    except ValueError:
+        return None
+    if parts.scheme.lower() == "tg":
+        shares = host == "msg_url"
+    else:
+        shares = parts.path.rstrip("/").lower() in _SHARE_PATHS.get(host, ())
+    if not shares:
+        return None
+    for pair in parts.query.split("&"):
+        key, _, value = pair.partition("=")
+        if key.lower() == "url" and value:
+            return unquote(value)
+    return None
+
+
 @functools.lru_cache(maxsize=4096)  # the same links are posted again and again
-def _classify_url(raw: str) -> _UrlInfo:
+def _classify_url(raw: str, nesting: int = 0) -> _UrlInfo:
+    target = _share_target(raw) if nesting < _SHARE_NESTING else None
+    if target is not None:
+        return _classify_url(target, nesting + 1)
     decoded = _delete_cf(unquote(raw))
     scheme, sep, _ = decoded.partition("://")
     if not sep or not scheme.isalpha():
@@ -478,6 +527,8 @@ def _classify_url(raw: str) -> _UrlInfo:
     if "tx" in lsegs:
         return _UrlInfo(tuple((s, _TX) for s in segs[lsegs.index("tx") + 1 :]), None)
     rest = f"{parts.path}?{parts.query}#{parts.fragment}"
+    if _PROFILER_WORDS.intersection(lsegs):
+        return _UrlInfo(((rest, _WALLET),), None)
     return _UrlInfo(((rest, None),), None)
 
 

@@ -42,6 +42,10 @@ class Metrics:
     pipeline_latency: Histogram
     levels_reached: Counter
     events_published: Counter
+    stream_appended: Counter
+    stream_dropped: Counter
+    stream_skipped: Counter
+    stream_lag: Histogram
     events_dropped: Counter
     event_handler_errors: Counter
     event_lag: Histogram
@@ -100,6 +104,17 @@ class Metrics:
                 r, "callsbot_levels_reached", "Tokens reaching a group count (3 = 3+)", "level"
             ),
             events_published=_counter(r, "callsbot_events_published", "Events published", "kind"),
+            stream_appended=_counter(r, "callsbot_stream_appended", "Events put on the stream"),
+            stream_dropped=_counter(
+                r, "callsbot_stream_dropped", "Events dropped: the stream buffer was full"
+            ),
+            stream_skipped=_counter(r, "callsbot_stream_skipped", "Unreadable stream entries"),
+            stream_lag=Histogram(
+                "callsbot_stream_lag_seconds",
+                "Event time to being read off the stream",
+                registry=r,
+                buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+            ),
             events_dropped=_counter(
                 r, "callsbot_events_dropped", "Events dropped for a full subscriber", "subscriber"
             ),

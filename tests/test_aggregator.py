@@ -143,14 +143,95 @@ async def test_deferred_mentions_older_than_the_window_are_dropped_and_counted(
         assert r.sample("callsbot_mentions_rejected_total", reason="expired_unknown") == 1
 
 
-async def test_evm_needs_a_chain(clock: FakeClock, memory: MemoryStore) -> None:
-    evm = "0x6982508145454ce325ddbe47a25d4ec3d2311933"
+EVM_TOKEN = "0x6982508145454Ce325dDbE47a25d4ec3d2311933"  # checksummed, as DexScreener sends it
+EVM_PAIR = "0xA43fe16908251ee70EF74718545e4FE6C5cCEc9f"
+WETH_BASE = "0x4200000000000000000000000000000000000006"
+
+
+async def test_a_chainless_evm_address_takes_the_chain_of_its_best_pair(
+    clock: FakeClock, memory: MemoryStore
+) -> None:
+    unknown = "0x" + "12" * 20
     async with rig(clock, memory) as r:
-        r.dex.add_token(evm, chain="base")
-        results = await r.aggregator.process(msg(f"{evm}"))
-        assert [x.outcome for x in results] == ["rejected:evm_no_chain"]
-        results = await r.aggregator.process(msg(f"on Base: {evm}", message_id=2))
-        assert [x.outcome for x in results] == ["recorded"]
+        # Most liquid on Base (and fine there); on Ethereum it would fail the volume gate.
+        r.dex.add_token(EVM_TOKEN, chain="base", quote_address=WETH_BASE, liquidity=900_000)
+        r.dex.add_token(EVM_TOKEN, chain="ethereum", liquidity=20_000, volume_h24=100)
+        results = await r.aggregator.process(msg(f"CA: {EVM_TOKEN}\n{unknown}"))
+        assert [(x.token, x.kind, x.outcome) for x in results] == [
+            (EVM_TOKEN.lower(), "evm", "recorded"),
+            (unknown, "evm", "rejected:evm_no_chain"),
+        ]
+        lookups = r.dex.requests_of("latest_tokens")
+        assert [req.addresses for req in lookups] == [(EVM_TOKEN.lower(), unknown)]
+        # The same token named with its chain by another group is the same token.
+        other = msg(f"on Base: {EVM_TOKEN}", group="@beta", message_id=2)
+        assert [x.groups_in_window for x in await r.aggregator.process(other)] == [2]
+
+
+async def test_a_chainless_evm_address_waits_when_market_data_is_down(
+    clock: FakeClock, memory: MemoryStore
+) -> None:
+    async with rig(clock, memory) as r:
+        r.dex.add_token(EVM_TOKEN, chain="base", quote_address=WETH_BASE)
+        r.dex.fail_next(503)
+        results = await r.aggregator.process(msg(f"CA: {EVM_TOKEN}"))
+        assert [x.outcome for x in results] == ["deferred"]
+        assert await r.aggregator.retry_deferred() is True
+        assert await memory.counts([EVM_TOKEN.lower()]) == {EVM_TOKEN.lower(): 1}
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        f"https://dexscreener.com/base/{EVM_PAIR}",
+        f"https://dexscreener.com/base/{EVM_PAIR.lower()}?maker=0x{'ab' * 20}",
+        f"https://www.dextools.io/app/en/base/pair-explorer/{EVM_PAIR}",
+    ],
+    ids=["dexscreener", "dexscreener-lower", "dextools"],
+)
+async def test_an_evm_pair_link_counts_under_its_lower_cased_base_token(
+    clock: FakeClock, memory: MemoryStore, link: str
+) -> None:
+    async with rig(clock, memory) as r:
+        r.dex.add_pair(
+            make_pair(EVM_TOKEN, chain="base", pair_address=EVM_PAIR, quote_address=WETH_BASE)
+        )
+        first = await r.aggregator.process(msg(f"📈 Chart: {link}"))
+        assert [(x.token, x.kind, x.outcome) for x in first] == [
+            (EVM_TOKEN.lower(), "evm_pair", "recorded")
+        ]
+        second = await r.aggregator.process(msg(f"Base CA: {EVM_TOKEN}", group="@b", message_id=2))
+        assert [(x.token, x.groups_in_window) for x in second] == [(EVM_TOKEN.lower(), 2)]
+        assert [req.kind for req in r.dex.requests] == ["pairs", "tokens_v1"]
+
+
+async def test_a_mint_in_a_pair_slot_is_tried_once_as_a_token(
+    clock: FakeClock, memory: MemoryStore
+) -> None:
+    async with rig(clock, memory) as r:
+        r.dex.add_token(mint(20))  # a token; its pool has another address
+        chart = f"📈 Chart: https://dexscreener.com/solana/{mint(20)}"
+        results = await r.aggregator.process(msg(chart))
+        assert [(x.token, x.kind, x.outcome) for x in results] == [(mint(20), "pair", "recorded")]
+        assert await memory.counts([mint(20)]) == {mint(20): 1}
+        nothing = f"https://dexscreener.com/solana/{mint(21)}"  # neither a pair nor a token
+        results = await r.aggregator.process(msg(nothing, message_id=2))
+        assert [x.outcome for x in results] == ["rejected:unknown_pair"]
+        assert [req.kind for req in r.dex.requests] == ["pairs", "tokens_v1"] * 2
+
+
+async def test_a_pair_slot_token_deferred_by_an_outage_is_not_resolved_as_a_pair_again(
+    clock: FakeClock, memory: MemoryStore
+) -> None:
+    async with rig(clock, memory) as r:
+        r.dex.add_token(mint(20))
+        r.dex.slow_next(delay=0)  # the pair lookup answers at once ("no such pair")...
+        r.dex.fail_next(500)  # ...the token lookup fails
+        results = await r.aggregator.process(msg(f"https://dexscreener.com/solana/{mint(20)}"))
+        assert [(x.token, x.outcome) for x in results] == [(mint(20), "deferred")]
+        assert await r.aggregator.retry_deferred() is True
+        assert await memory.counts([mint(20)]) == {mint(20): 1}
+        assert [req.kind for req in r.dex.requests] == ["pairs", "tokens_v1", "tokens_v1"]
 
 
 async def test_address_cap_counts_what_it_dropped(clock: FakeClock, memory: MemoryStore) -> None:

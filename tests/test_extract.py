@@ -283,8 +283,14 @@ case("ru-dev", f"Дев: {W1}")
 case("ru-pool", f"Пул: {X1}", pairs=[X1])
 case("ru-pair", f"Пара: {X1}", pairs=[X1])
 case("ru-tx", f"Транзакция: {X1}")
-# Literal "substring for Cyrillic": "Популярный" contains "пул" (pool), and pair beats token.
-case("ru-substring-is-literal", f"Популярный токен: {M1}", pairs=[M1])
+# Cyrillic keywords match at word starts: "Популярный" (popular) holds "пул" (pool) inside,
+# "Редевелопмент" holds "дев" inside; neither is a label. Word-initial forms still are.
+case("ru-keyword-inside-a-word-is-not-a-label", f"Популярный токен: {M1}", mints=[M1])
+case("ru-dev-inside-a-word-is-not-a-label", f"Редевелопмент {W1}", mints=[W1])
+case("ru-pool-inflected", f"Пулы: {X1}", pairs=[X1])
+case("ru-token-inflected-prev-line", f"Адрес токена:\n{M1}", mints=[M1])
+# CJK has no spaces between words: there a keyword still matches anywhere in the run.
+case("zh-keyword-inside-a-run", f"新币合约地址是{M1}", mints=[M1])
 case("ru-mixed-message", f"🔥 Новый токен!\nКонтракт: {M1}\nКошелек дева: {W1}", mints=[M1])
 case("zh-contract-address", f"合约地址：{M1}", mints=[M1])
 case("zh-contract-address-ascii-colon", f"合约地址:{M1}", mints=[M1])
@@ -637,6 +643,52 @@ case(
     evm=[(e1, None)],
 )
 case("evm-ru-contract", f"Контракт: {E1}", evm=[(e1, None)])
+
+# --------------------------------------------------------------------------------------------
+# Share links and wallet profilers
+
+_SHARE_PUMP = f"https%3A%2F%2Fpump.fun%2Fcoin%2F{M1}"
+case("share-link-percent-encoded", f"https://t.me/share/url?url={_SHARE_PUMP}", mints=[M1])
+case(
+    "share-link-target-query-is-the-targets",
+    f"t.me/share/url?url=https%3A%2F%2Fdexscreener.com%2Fsolana%2F{X1}%3Fmaker%3D{W1}&text=gm",
+    pairs=[X1],
+)
+case(
+    "share-link-plain-target",
+    f"https://t.me/share/url?text=moon&url=https://birdeye.so/token/{M1}?chain=solana",
+    mints=[M1],
+)
+case(
+    "tweet-intent-target",
+    f"https://twitter.com/intent/tweet?text=aped&url=https%3A%2F%2Fgmgn.ai%2Fsol%2Ftoken%2F{M1}",
+    mints=[M1],
+)
+case(
+    "share-link-double-encoded",
+    f"https://t.me/share/url?url=https%253A%252F%252Fpump.fun%252Fcoin%252F{M1}",
+    mints=[M1],
+)
+case(
+    "share-link-to-a-wallet-is-a-wallet",
+    f"{W1}\nhttps://t.me/share/url?url=https%3A%2F%2Fsolscan.io%2Faccount%2F{W1}",
+)
+with_entities(
+    "share-button-hidden-link",
+    "📣 Share",
+    [("Share", "text_url", f"https://t.me/share/url?url={_SHARE_PUMP}")],
+    mints=[M1],
+)
+case("nansen-profiler-wallet", f"https://app.nansen.ai/profiler?address={W1}&chain=solana")
+case(
+    "nansen-profiler-beats-unlabelled",
+    f"Smart money {W1} aped\napp.nansen.ai/profiler?address={W1}\nCA: {M1}",
+    mints=[M1],
+)
+case("profile-path-on-other-host", f"https://app.cielo.finance/profile/{W1}")
+case("portfolio-path-on-other-host", f"https://portfolio.example.com/portfolio/{W1}")
+case("debank-profile-evm", f"https://debank.com/profile/{E1}")
+
 
 # --------------------------------------------------------------------------------------------
 # Spam, size, cap

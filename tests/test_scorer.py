@@ -18,12 +18,13 @@ from callsbot.config import AlertsSettings, CieloSettings, ScoringSettings, Sett
 from callsbot.errors import StoreError
 from callsbot.metrics import Metrics
 from callsbot.models import MarketSnapshot, Reason, Status, Verdict
+from callsbot.net.retry import RetryPolicy
 from callsbot.runtime.roles import build_feed, build_scorer, build_sinks, make_parts
 from callsbot.scorer import Scorer
 from callsbot.sinks.base import AlertSink
 from callsbot.sinks.jsonl import JsonlSink
 from callsbot.sinks.log import LogSink
-from callsbot.sinks.telegram_bot import TelegramBotSink
+from callsbot.sinks.telegram_bot import TelegramBotSink, retry_policy
 from callsbot.sources.cielo import CieloAuthError, CieloFeed
 from callsbot.store.base import SignalStore
 from callsbot.store.memory import MemoryStore
@@ -184,6 +185,11 @@ def make_settings(
     )
 
 
+def no_wait(bot: TgBotSettings) -> RetryPolicy:
+    """The sink's retry policy without backoff waits."""
+    return attrs.evolve(retry_policy(bot), wait_initial=0.0, wait_jitter=0.0)
+
+
 def make_rig(
     cielo: FakeCielo,
     bot: FakeTelegramBot,
@@ -202,7 +208,7 @@ def make_rig(
     )
     feed = build_feed(parts)
     sinks: list[AlertSink] = [
-        TelegramBotSink(settings.tg_bot, sleep=sleeps, backoff=lambda n: 0.0),
+        TelegramBotSink(settings.tg_bot, clock=clock, sleep=sleeps, retry=no_wait(settings.tg_bot)),
         JsonlSink(tmp_path / "alerts.jsonl"),
         LogSink(),
     ]
@@ -535,7 +541,9 @@ async def test_every_sink_failing_releases_the_claim_for_a_retry(
     cielo.serve([swap("tx1", TOKEN)])
     settings = make_settings(cielo, bot, tmp_path)
     feed = CieloFeed(settings.cielo, store, clock=clock, metrics=metrics, sleep=Sleeps())
-    telegram = TelegramBotSink(settings.tg_bot, sleep=Sleeps(), backoff=lambda n: 0.0)
+    telegram = TelegramBotSink(
+        settings.tg_bot, clock=clock, sleep=Sleeps(), retry=no_wait(settings.tg_bot)
+    )
     scorer = Scorer(
         settings,
         store,
@@ -768,13 +776,13 @@ async def test_run_stops_on_a_rejected_key(
     await rig.close()
 
 
-def test_build_sinks(tmp_path: Path) -> None:
+def test_build_sinks(tmp_path: Path, clock: FakeClock) -> None:
     base = Settings(alerts=AlertsSettings(jsonl_path=str(tmp_path / "a.jsonl"), log=True))
-    assert [s.name for s in build_sinks(base)] == ["log", "jsonl"]
+    assert [s.name for s in build_sinks(base, clock=clock)] == ["log", "jsonl"]
     with_bot = attrs.evolve(base, tg_bot=TgBotSettings(token=FAKE_TOKEN, chat_id=CHAT_ID))
-    assert [s.name for s in build_sinks(with_bot)] == ["log", "jsonl", "telegram"]
+    assert [s.name for s in build_sinks(with_bot, clock=clock)] == ["log", "jsonl", "telegram"]
     none = Settings(alerts=AlertsSettings(jsonl_path=None, log=False))
-    assert build_sinks(none) == []
+    assert build_sinks(none, clock=clock) == []
 
 
 class FlakyStore(MemoryStore):

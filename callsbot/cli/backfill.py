@@ -19,7 +19,10 @@ from callsbot.runtime import roles
 from callsbot.sources.export import ExportError, read_export
 from callsbot.store import MemoryStore, SignalStore, open_store
 
-_KIND = {"mint": "mint", "pair": "pair", "evm": "evm", "evm_pair": "pair"}
+#: Outcomes a dry run prints as ``"unresolved": true``: the token could not be told now
+#: (market data unavailable), and, without validation, what the market does not know either.
+_UNRESOLVED = frozenset({"deferred"})
+_UNRESOLVED_UNVALIDATED = _UNRESOLVED | {"rejected:evm_no_chain", "rejected:unknown_pair"}
 
 
 async def backfill_command(
@@ -38,10 +41,13 @@ async def backfill_command(
     """Run every message of ``export`` through extract → resolve → validate → record.
 
     ``dry_run`` records into a throw-away in-memory store and prints one JSON line per mention
-    (``group``, ``message_id``, ``token``, ``kind``, ``ts``); otherwise mentions go to the
-    configured store with their original dates (a mention older than the window is not counted,
-    by the store's own rule). ``validate=False`` skips the liquidity/volume gate; pair addresses
-    are still resolved to their token through market data.
+    (``group``, ``message_id``, ``token``, ``kind`` — ``mint``, ``pair``, ``evm``, ``evm_pair``:
+    what the message named — and ``ts``); a mention whose token could not be told is printed
+    with ``"unresolved": true`` and a ``reason`` (``deferred`` when market data was unavailable;
+    without validation also ``evm_no_chain`` and ``unknown_pair``), its address as written.
+    Otherwise mentions go to the configured store with their original dates (a mention older
+    than the window is not counted, by the store's own rule). ``validate=False`` skips the
+    liquidity/volume gate; pair addresses are still resolved to their token through market data.
 
     Returns:
         The exit status: 0, or 1 when the export cannot be read or the store is down.
@@ -68,10 +74,11 @@ async def backfill_command(
                 print(f"callsbot backfill: store unreachable: {exc}", file=err)
                 return 1
         pipeline = roles.build_pipeline(parts, validate=validate)
+        unresolved = _UNRESOLVED if validate else _UNRESOLVED_UNVALIDATED
         for message in messages:
             for result in await pipeline.process(message):
                 outcomes[result.outcome] += 1
-                if dry_run and result.outcome == "recorded":
+                if dry_run and (result.outcome == "recorded" or result.outcome in unresolved):
                     print(json.dumps(_line(result), ensure_ascii=False), file=out)
         if pipeline.buffered:
             await pipeline.flush_buffer()
@@ -82,13 +89,16 @@ async def backfill_command(
 
 
 def _line(r: Recorded) -> dict[str, object]:
-    return {
+    line: dict[str, object] = {
         "group": r.group,
         "message_id": r.message_id,
         "token": r.token,
-        "kind": _KIND.get(r.kind, r.kind),
+        "kind": r.kind,
         "ts": r.ts,
     }
+    if r.outcome != "recorded":
+        line |= {"unresolved": True, "reason": r.outcome.removeprefix("rejected:")}
+    return line
 
 
 def _iso_date(value: str) -> int:

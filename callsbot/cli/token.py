@@ -14,10 +14,10 @@ import attrs
 from callsbot.clock import Clock, SystemClock
 from callsbot.config import Settings
 from callsbot.errors import MarketUnavailable
-from callsbot.market.dexscreener import Sleep
 from callsbot.market.gate import open_market
 from callsbot.metrics import Metrics
 from callsbot.models import Reason, Status, Verdict
+from callsbot.net.retry import Sleep
 
 
 def verdict_line(address: str, chain: str, verdict: Verdict, *, token: str | None = None) -> str:

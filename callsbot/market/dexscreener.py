@@ -9,12 +9,9 @@ ask right now" apart from "the API said there is nothing".
 from __future__ import annotations
 
 import asyncio
-import datetime
-import email.utils
-import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -22,24 +19,15 @@ from urllib.parse import quote
 import aiohttp
 import attrs
 from aiolimiter import AsyncLimiter
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
-from tenacity.stop import stop_base
 
 from callsbot.clock import Clock
 from callsbot.config import DexScreenerSettings
 from callsbot.errors import MarketUnavailable
 from callsbot.metrics import Metrics
+from callsbot.net.http import CooldownPolicy, ErrorMap, JsonClient, Outcome
+from callsbot.net.retry import Attempt, RetryPolicy, Sleep, retry_call
 
 log = logging.getLogger(__name__)
-
-Sleep = Callable[[float], Awaitable[None]]
 
 #: Ceiling of one exponential retry wait (the 429 cooldown is separate and may be longer).
 _MAX_RETRY_WAIT = 8.0
@@ -318,45 +306,8 @@ def build_limiter(requests_per_minute: int, *, period: float = 60.0) -> AsyncLim
     return AsyncLimiter(burst, period * burst / (rpm - 1 - burst))
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or ``None``."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    seconds = _num(value)
-    if seconds is not None:
-        return max(seconds, 0.0)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # "-0000" or no zone: RFC 9110 dates are GMT anyway
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(when.timestamp() - now, 0.0)
-
-
 # --------------------------------------------------------------------------------------------
 # The client.
-
-
-class _StopAtDeadline(stop_base):
-    """Stop when the next attempt could not start before ``deadline`` on the client's clock.
-
-    The next attempt starts after the retry wait and after the shared 429 cooldown, whichever
-    ends later. (tenacity's own ``stop_after_delay`` reads the monotonic wall clock, which a
-    FakeClock cannot move.)
-    """
-
-    def __init__(self, client: DexScreenerClient, deadline: float) -> None:
-        self._client = client
-        self._deadline = deadline
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        after_wait = self._client.now() + (retry_state.upcoming_sleep or 0.0)
-        next_start = max(after_wait, self._client.cooldown_until)
-        return next_start >= self._deadline
 
 
 def _quote_all(parts: Iterable[str]) -> str:
@@ -374,11 +325,36 @@ def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-class DexScreenerClient:
-    """Async DexScreener client over one shared :class:`aiohttp.ClientSession`.
+def retry_policy(settings: DexScreenerSettings) -> RetryPolicy:
+    """Retries of one DexScreener lookup: exponential waits from ``retry_wait_seconds`` (capped
+    at 8 s) plus up to ``retry_wait_seconds`` of jitter, ``max_attempts`` attempts, and no retry
+    that could not start within ``retry_deadline_seconds``."""
+    return RetryPolicy(
+        attempts=settings.max_attempts,
+        deadline=settings.retry_deadline_seconds,
+        wait_initial=settings.retry_wait_seconds,
+        wait_max=_MAX_RETRY_WAIT,
+        wait_jitter=settings.retry_wait_seconds,
+    )
 
-    Every HTTP attempt passes the rate limiter and waits out the shared 429 cooldown first.
-    Retryable failures (:data:`RETRYABLE`) are retried with jittered exponential waits, at most
+
+#: How the HTTP client names each failure in this module's vocabulary.
+_ERRORS = ErrorMap(
+    timeout=RequestTimeout,
+    connection=ConnectionFailed,
+    bad_body=BadResponse,
+    rate_limited=RateLimited,
+    cooling_down=CoolingDown,
+    server_error=lambda response: ServerError(response.status),
+    status=lambda response: HttpError(response.status),
+)
+
+
+class DexScreenerClient:
+    """Async DexScreener client over one :class:`~callsbot.net.http.JsonClient`.
+
+    Every HTTP attempt waits out the shared 429 cooldown and passes the rate limiter first.
+    Retryable failures (:data:`RETRYABLE`) are retried per :func:`retry_policy`: at most
     ``max_attempts`` times and within ``retry_deadline_seconds`` (cooldown waits included).
 
     Args:
@@ -389,6 +365,7 @@ class DexScreenerClient:
         clock: source of "now" for cooldowns and the retry deadline.
         sleep: how to wait (retry waits and cooldowns); tests pass one that moves a FakeClock.
         limiter: the rate limiter; :func:`build_limiter` of the settings when ``None``.
+        retry: the retry policy; :func:`retry_policy` of the settings when ``None``.
     """
 
     def __init__(
@@ -400,20 +377,32 @@ class DexScreenerClient:
         clock: Clock,
         sleep: Sleep = asyncio.sleep,
         limiter: AsyncLimiter | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.settings = settings
-        self._base = settings.url.rstrip("/")
-        self._session = session
-        self._owns_session = session is None
         self._metrics = metrics
         self._clock = clock
         self._sleep = sleep
+        self._retry = retry if retry is not None else retry_policy(settings)
         self.limiter = (
             limiter if limiter is not None else build_limiter(settings.requests_per_minute)
         )
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
-        self._cooldown_until = 0.0
-        self._closed = False
+        self._http = JsonClient(
+            base_url=settings.url,
+            name="dexscreener",
+            timeout=settings.timeout_seconds,
+            clock=clock,
+            sleep=sleep,
+            session=session,
+            headers={"Accept": "application/json", "User-Agent": "callsbot"},
+            limiter=self.limiter,
+            cooldown=CooldownPolicy(
+                default_seconds=settings.backoff_seconds,
+                max_seconds=settings.max_cooldown_seconds,
+            ),
+            errors=_ERRORS,
+            on_outcome=self._count,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -430,33 +419,22 @@ class DexScreenerClient:
 
     async def aclose(self) -> None:
         """Close the session if this client created it. Idempotent."""
-        self._closed = True
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.aclose()
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise RuntimeError("DexScreenerClient is closed")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers={"Accept": "application/json", "User-Agent": "callsbot"},
-            )
-        return self._session
-
-    def now(self) -> float:
-        """The injected clock's time."""
-        return self._clock.time()
+    @property
+    def http(self) -> JsonClient:
+        """The underlying HTTP client (its session, cooldown and limiter)."""
+        return self._http
 
     @property
     def cooldown_until(self) -> float:
         """Clock time at which the shared 429 cooldown ends (in the past when none)."""
-        return self._cooldown_until
+        return self._http.cooldown_until
 
     @property
     def cooldown_remaining(self) -> float:
         """Seconds until the shared 429 cooldown ends (0 when none)."""
-        return max(self._cooldown_until - self._clock.time(), 0.0)
+        return self._http.cooldown_remaining
 
     # -- endpoints --------------------------------------------------------------------------
 
@@ -504,80 +482,26 @@ class DexScreenerClient:
             DexScreenerError: the last failure once attempts or time ran out, or at once for a
                 non-retryable one.
         """
-        deadline = self._clock.time() + self.settings.retry_deadline_seconds
-        initial = self.settings.retry_wait_seconds
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts) | _StopAtDeadline(self, deadline),
-            wait=wait_exponential(multiplier=initial, max=_MAX_RETRY_WAIT)
-            + wait_random(0, initial),
-            retry=retry_if_exception_type(RETRYABLE),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        result: Any = await retrying(self._attempt, path, deadline)
-        return result
-
-    async def _wait_cooldown(self, deadline: float) -> None:
-        while (remaining := self._cooldown_until - self._clock.time()) > 0:
-            if self._clock.time() + remaining > deadline:
-                self._count("cooldown")
-                raise CoolingDown(remaining)
-            await self._sleep(remaining)
-
-    def _start_cooldown(self, retry_after: float | None) -> float:
-        wait = self.settings.backoff_seconds if retry_after is None else retry_after
-        wait = min(wait, self.settings.max_cooldown_seconds)
-        self._cooldown_until = max(self._cooldown_until, self._clock.time() + wait)
-        return wait
-
-    def _count(self, outcome: str) -> None:
-        self._metrics.market_requests.labels(outcome=outcome).inc()
-
-    async def _attempt(self, path: str, deadline: float) -> Any:
-        await self._wait_cooldown(deadline)
-        await self.limiter.acquire()
-        session = self._ensure_session()
-        url = self._base + path
         what = _describe(path)
+
+        async def attempt(state: Attempt) -> Any:
+            return await self._http.get_json(path, deadline=state.deadline, what=what)
+
         try:
-            async with session.get(url, timeout=self._timeout) as resp:
-                if resp.status == 429:
-                    retry_after = parse_retry_after(
-                        resp.headers.get("Retry-After"), self._clock.time()
-                    )
-                    wait = self._start_cooldown(retry_after)
-                    self._count("rate_limited")
-                    log.warning("dexscreener: 429 on %s; all requests pause %.1fs", what, wait)
-                    raise RateLimited(retry_after)
-                if resp.status >= 500:
-                    self._count("server_error")
-                    log.warning("dexscreener: HTTP %d on %s", resp.status, what)
-                    raise ServerError(resp.status)
-                if resp.status != 200:
-                    self._count("http_error")
-                    log.warning("dexscreener: HTTP %d on %s", resp.status, what)
-                    raise HttpError(resp.status)
-                raw = await resp.read()
-        except TimeoutError:
-            self._count("timeout")
-            log.warning("dexscreener: no answer within %gs on %s", self._timeout.total, what)
-            raise RequestTimeout(f"timed out after {self._timeout.total:g}s") from None
-        except aiohttp.ClientPayloadError as exc:
-            self._count("bad_body")
-            log.warning("dexscreener: broken body on %s: %s", what, exc)
-            raise BadResponse(f"broken body: {exc}") from None
-        except aiohttp.ClientError as exc:
-            self._count("connection_error")
-            log.warning("dexscreener: request to %s failed: %s", what, exc)
-            raise ConnectionFailed(f"connection failed: {exc}") from None
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            self._count("bad_body")
-            log.warning("dexscreener: body of %s is not JSON (%d bytes)", what, len(raw))
-            raise BadResponse(f"body is not JSON ({len(raw)} bytes)") from None
-        if not isinstance(body, list | dict):
-            self._count("bad_body")
-            raise BadResponse(f"unexpected body shape: {type(body).__name__}")
-        self._count("ok")
-        return body
+            return await retry_call(
+                attempt,
+                on=RETRYABLE,
+                policy=self._retry,
+                clock=self._clock,
+                sleep=self._sleep,
+                wait_hint=self._http.cooldown_hint,
+                name="dexscreener",
+            )
+        except CoolingDown:
+            raise  # counted as outcome="cooldown"; a line per lookup would flood a long pause
+        except DexScreenerError as exc:
+            log.warning("dexscreener: %s failed: %s", what, exc)
+            raise
+
+    def _count(self, outcome: Outcome) -> None:
+        self._metrics.market_requests.labels(outcome=outcome).inc()

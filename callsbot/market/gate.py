@@ -29,12 +29,12 @@ from callsbot.events import EventHub, VerdictMade
 from callsbot.market.dexscreener import (
     DexScreenerClient,
     Pair,
-    Sleep,
     address_key,
     same_address,
 )
 from callsbot.metrics import Metrics
 from callsbot.models import MarketSnapshot, Reason, Status, Verdict
+from callsbot.net.retry import Sleep
 
 log = logging.getLogger(__name__)
 
@@ -403,11 +403,19 @@ class MarketValidator:
             batch_size=cache_settings.batch_size,
             concurrency=cache_settings.max_concurrency,
         )
+        self._chains: TtlCache[tuple[str | None]] = TtlCache(clock)
+        self._chain_batcher: Batcher[str | None] = Batcher(
+            self._fetch_chains,
+            batch_size=cache_settings.batch_size,
+            concurrency=cache_settings.max_concurrency,
+        )
 
     @property
     def requests_started(self) -> int:
         """Batched lookups started so far (token and pair lookups)."""
-        return self._token_batcher.fetches + self._pair_batcher.fetches
+        return (
+            self._token_batcher.fetches + self._pair_batcher.fetches + self._chain_batcher.fetches
+        )
 
     def _cache_metric(self, result: str) -> None:
         self._metrics.market_cache.labels(result=result).inc()
@@ -507,15 +515,64 @@ class MarketValidator:
             out[key] = base
         return out
 
+    async def locate(self, tokens: Sequence[str]) -> Mapping[str, str | None]:
+        """The chain of each token's most liquid pair on any chain; ``None`` when it has none.
+
+        For an EVM address no message placed on a chain: one chain-agnostic request
+        (``/latest/dex/tokens/{a,b,...}``) per batch. Its answer also judges each token on the
+        chain found, so the verdict that usually follows is a cache hit.
+
+        Raises:
+            MarketUnavailable: could not ask right now (the caller retries later).
+        """
+        cached, waiting = await self._lookup(self._chains, self._chain_batcher, ANY_CHAIN, tokens)
+        out: dict[str, str | None] = {token: hit[0] for token, hit in cached.items()}
+        for token, fut in waiting.items():
+            exc = fut.exception()
+            if exc is not None:
+                raise MarketUnavailable(_why(exc)) from exc
+            out[token] = fut.result()
+        return {token: out.get(token) for token in dict.fromkeys(tokens)}
+
+    async def _fetch_chains(self, _any: str, keys: Sequence[str]) -> Mapping[str, str | None]:
+        pairs = await self._client.tokens_any_chain(keys)
+        out: dict[str, str | None] = {}
+        for key in keys:
+            chains = {p.chain for p in pairs if _trades(p, key)}
+            best = max((best_pair(key, c, pairs) for c in chains), key=_depth, default=None)
+            chain = best.chain if best is not None else None
+            if chain is not None:
+                verdict = judge(key, snapshot_of(key, chain, pairs), self._settings, chain=chain)
+                self._verdicts.put((chain, key), verdict, self._ttl(verdict.valid))
+            self._chains.put((ANY_CHAIN, key), (chain,), self._ttl(chain is not None))
+            out[key] = chain
+        return out
+
     def clear_cache(self) -> None:
-        """Forget every cached verdict and pair resolution."""
+        """Forget every cached verdict, pair resolution and chain."""
         self._verdicts.clear()
         self._pairs.clear()
+        self._chains.clear()
 
     async def aclose(self) -> None:
         """Stop background batching; pending lookups resolve as unknown / unavailable."""
         await self._token_batcher.aclose()
         await self._pair_batcher.aclose()
+        await self._chain_batcher.aclose()
+
+
+#: The batcher and cache key of chain-agnostic lookups.
+ANY_CHAIN = "*"
+
+
+def _trades(pair: Pair, token: str) -> bool:
+    return same_address(pair.base.address, token) or same_address(pair.quote.address, token)
+
+
+def _depth(pair: Pair | None) -> tuple[float, float]:
+    if pair is None:
+        return (-1.0, -1.0)
+    return (pair.liquidity_usd or 0.0, pair.volume_h24 or 0.0)
 
 
 def _why(exc: BaseException) -> str:

@@ -26,3 +26,11 @@ class MarketData(Protocol):
             MarketUnavailable: could not ask right now (the caller retries later).
         """
         ...
+
+    async def locate(self, tokens: Sequence[str]) -> Mapping[str, str | None]:
+        """The chain of each token's most liquid pair on any chain; ``None`` when it has none.
+
+        Raises:
+            MarketUnavailable: could not ask right now (the caller retries later).
+        """
+        ...

@@ -35,8 +35,9 @@ import attrs
 
 from callsbot.clock import Clock
 from callsbot.config import GeckoTerminalSettings
-from callsbot.market.dexscreener import parse_retry_after, same_address
+from callsbot.market.dexscreener import same_address
 from callsbot.models import Candle, candle_series
+from callsbot.net.retry import parse_retry_after
 
 log = logging.getLogger(__name__)
 

@@ -163,11 +163,13 @@ def build_feed(parts: Parts) -> CieloFeed:
 def build_sinks(
     settings: Settings,
     *,
+    clock: Clock,
     session: aiohttp.ClientSession | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> list[AlertSink]:
     """The sinks ``settings`` configure: log (``alerts.log``), JSONL (``alerts.jsonl_path``)
-    and the Telegram bot (when both ``tg_bot.token`` and ``tg_bot.chat_id`` are set)."""
+    and the Telegram bot (when both ``tg_bot.token`` and ``tg_bot.chat_id`` are set; ``clock``
+    runs its retries)."""
     sinks: list[AlertSink] = []
     if settings.alerts.log:
         sinks.append(LogSink())
@@ -175,7 +177,7 @@ def build_sinks(
         sinks.append(JsonlSink(settings.alerts.jsonl_path))
     bot = settings.tg_bot
     if bot.token and bot.chat_id:
-        sinks.append(TelegramBotSink(bot, session=session, sleep=sleep))
+        sinks.append(TelegramBotSink(bot, clock=clock, session=session, sleep=sleep))
     elif bot.token or bot.chat_id:
         log.warning("tg_bot: both CALLSBOT_TG_BOT_TOKEN and tg_bot.chat_id are needed; not sending")
     return sinks
@@ -195,7 +197,9 @@ def build_scorer(
         parts.store,
         parts.market,
         feed if feed is not None else build_feed(parts),
-        sinks if sinks is not None else build_sinks(parts.settings, sleep=parts.sleep),
+        sinks
+        if sinks is not None
+        else build_sinks(parts.settings, clock=parts.clock, sleep=parts.sleep),
         clock=parts.clock,
         metrics=parts.metrics,
         events=parts.events,

@@ -2,35 +2,60 @@
 
 The bot token is part of every request URL (``/bot<token>/sendMessage``), so nothing here
 ever formats the URL or an aiohttp exception into a log line or an error message without
-passing it through :meth:`TelegramBotSink.redact` first.
+passing it through :meth:`TelegramBotSink.redact` first (the HTTP client is given the token as
+a secret and redacts its own messages too).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import random
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiolimiter import AsyncLimiter
 
 from callsbot.alert import Alert, render_html
+from callsbot.clock import Clock
 from callsbot.config import TgBotSettings
 from callsbot.errors import SinkError
+from callsbot.net.http import ANY_STATUS, ErrorMap, JsonClient, Response
+from callsbot.net.retry import Attempt, RetryPolicy, Sleep, retry_call
 
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "CALLSBOT_TG_BOT_TOKEN"
 REDACTED = "<redacted>"
 
-Sleep = Callable[[float], Awaitable[None]]
+
+class _TryAgain(SinkError):
+    """One attempt failed in a way another attempt may fix.
+
+    Attributes:
+        retry_after: seconds Telegram asked us to wait (429 ``retry_after``, or 0 to resend to
+            a migrated chat at once); ``None`` to wait the policy's backoff.
+    """
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
-def _default_backoff(attempt: int) -> float:
-    return float(min(2 ** (attempt - 1), 30)) + random.uniform(0, 0.5)
+def _retry_after(exc: BaseException) -> float | None:
+    return exc.retry_after if isinstance(exc, _TryAgain) else None
+
+
+#: Transport failures (already redacted by the client) are all worth another attempt; the
+#: statuses are judged from Telegram's own error body (``expect=ANY_STATUS``).
+_ERRORS = ErrorMap(timeout=_TryAgain, connection=_TryAgain, bad_body=_TryAgain)
+
+
+def retry_policy(settings: TgBotSettings) -> RetryPolicy:
+    """Retries of one message: ``max_attempts`` attempts, waits doubling from 1 s up to 30 s plus
+    up to 0.5 s of jitter, unless Telegram says how long to wait."""
+    return RetryPolicy(
+        attempts=settings.max_attempts, wait_initial=1.0, wait_max=30.0, wait_jitter=0.5
+    )
 
 
 class TelegramBotSink:
@@ -38,9 +63,11 @@ class TelegramBotSink:
 
     Args:
         settings: the ``[tg_bot]`` section; ``token`` and ``chat_id`` must be set.
+        clock: "now" for the retries.
         session: an aiohttp session; the sink opens (and closes) its own when ``None``.
         sleep: pause between attempts (honours 429 ``retry_after``); tests pass a fake.
-        backoff: seconds to wait before attempt ``n + 1`` after a 5xx or a network error.
+        retry: the retry policy of one message; :func:`retry_policy` of the settings when
+            ``None``.
 
     Raises:
         ValueError: the token or the chat id is missing.
@@ -52,9 +79,10 @@ class TelegramBotSink:
         self,
         settings: TgBotSettings,
         *,
+        clock: Clock,
         session: aiohttp.ClientSession | None = None,
         sleep: Sleep = asyncio.sleep,
-        backoff: Callable[[int], float] = _default_backoff,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not settings.token:
             raise ValueError(f"the Telegram bot token is not set: set {TOKEN_ENV}")
@@ -62,10 +90,19 @@ class TelegramBotSink:
             raise ValueError("tg_bot.chat_id is not set")
         self._settings = settings
         self._token = settings.token
-        self._session = session
-        self._own_session = session is None
+        self._clock = clock
         self._sleep = sleep
-        self._backoff = backoff
+        self._retry = retry if retry is not None else retry_policy(settings)
+        self._http = JsonClient(
+            base_url=settings.api_url,
+            name="telegram",
+            timeout=settings.timeout_seconds,
+            clock=clock,
+            sleep=sleep,
+            session=session,
+            errors=_ERRORS,
+            secrets=(settings.token,),
+        )
         self._limiters: dict[str, AsyncLimiter] = {}
         self._chat_id: str = settings.chat_id
 
@@ -85,9 +122,7 @@ class TelegramBotSink:
 
     async def aclose(self) -> None:
         """Close the session if the sink opened it. Safe to call twice."""
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.aclose()
 
     async def send(self, alert: Alert) -> None:
         """Send ``alert`` rendered as HTML.
@@ -103,80 +138,84 @@ class TelegramBotSink:
         Raises:
             SinkError: not delivered after the bounded retries (token redacted).
         """
-        attempts = self._settings.max_attempts
-        last = "no attempt made"
-        for attempt in range(1, attempts + 1):
-            chat_id = self._chat_id
-            async with self._limiter(chat_id):
-                result = await self._post(chat_id, text)
-            status, doc, error = result
-            if error is None and doc is not None and doc.get("ok") is True:
-                return
-            wait, last = self._judge(attempt, status, doc, error)
-            if attempt == attempts:
-                break
-            log.warning(
-                "telegram: attempt %d/%d failed (%s); retrying in %.1fs",
+        attempts = 0
+
+        async def attempt(state: Attempt) -> None:
+            nonlocal attempts
+            attempts = state.number
+            await self._send_once(text)
+
+        try:
+            await retry_call(
                 attempt,
-                attempts,
-                last,
-                wait,
+                on=_TryAgain,
+                policy=self._retry,
+                clock=self._clock,
+                sleep=self._sleep,
+                wait_hint=_retry_after,
+                name="telegram",
             )
-            await self._sleep(wait)
-        raise SinkError(f"telegram: not delivered after {attempts} attempt(s): {last}")
+        except _TryAgain as exc:
+            raise SinkError(f"telegram: not delivered after {attempts} attempt(s): {exc}") from None
 
-    def _judge(
-        self, attempt: int, status: int, doc: dict[str, Any] | None, error: str | None
-    ) -> tuple[float, str]:
-        """Seconds to wait before retrying, and what went wrong; raises when retrying is futile."""
-        attempt_wait = self._backoff(attempt)
-        if error is not None:
-            return attempt_wait, error
-        description = self.redact(str((doc or {}).get("description") or ""))[:300]
-        params = (doc or {}).get("parameters")
-        params = params if isinstance(params, dict) else {}
-        if status == 429 or (doc or {}).get("error_code") == 429:
-            retry_after = params.get("retry_after")
-            if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
-                wait = max(0.0, float(retry_after))
-            else:
-                wait = attempt_wait
-            if wait > self._settings.max_retry_after_seconds:
-                raise SinkError(f"telegram: rate limited for {wait:.0f}s (429): {description}")
-            return wait, f"429 {description}"
-        migrate = params.get("migrate_to_chat_id")
-        if isinstance(migrate, int) and not isinstance(migrate, bool):
-            log.warning("telegram: chat %s moved to %s; sending there", self._chat_id, migrate)
-            self._chat_id = str(migrate)
-            return 0.0, f"{status} chat migrated"
-        if status >= 500 or doc is None:
-            return attempt_wait, f"HTTP {status} {description}".strip()
-        if status in (401, 404):
-            raise SinkError(
-                f"telegram: the bot token was rejected (HTTP {status}); check {TOKEN_ENV}"
-            )
-        raise SinkError(f"telegram: HTTP {status}: {description}")
+    async def _send_once(self, text: str) -> None:
+        """One ``sendMessage``.
 
-    async def _post(self, chat_id: str, text: str) -> tuple[int, dict[str, Any] | None, str | None]:
-        """One ``sendMessage``: (HTTP status, parsed body, network error) — never raises."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        url = f"{self._settings.api_url.rstrip('/')}/bot{self._token}/sendMessage"
+        Raises:
+            _TryAgain: worth another attempt (429, 5xx, unreadable answer, network, migration).
+            SinkError: another attempt cannot help.
+        """
+        chat_id = self._chat_id
         payload = {
             "chat_id": chat_id,
             "text": text,
             "parse_mode": "HTML",
             "link_preview_options": {"is_disabled": True},
         }
-        timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
-        try:
-            async with self._session.post(url, json=payload, timeout=timeout) as resp:
-                status = resp.status
-                raw = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            return 0, None, self.redact(f"{exc.__class__.__name__}: {exc}")
-        try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return status, None, None
-        return status, doc if isinstance(doc, dict) else None, None
+        response = await self._http.request(
+            "POST",
+            f"/bot{self._token}/sendMessage",
+            json_body=payload,
+            expect=ANY_STATUS,
+            limiter=self._limiter(chat_id),
+            what="sendMessage",
+        )
+        doc = _json_object(response)
+        if doc is not None and doc.get("ok") is True:
+            return
+        self._judge(response.status, doc)
+
+    def _judge(self, status: int, doc: dict[str, Any] | None) -> None:
+        """Raise what a failed answer means: :class:`_TryAgain` or a final :class:`SinkError`."""
+        description = self.redact(str((doc or {}).get("description") or ""))[:300]
+        params = (doc or {}).get("parameters")
+        params = params if isinstance(params, dict) else {}
+        if status == 429 or (doc or {}).get("error_code") == 429:
+            retry_after = params.get("retry_after")
+            wait: float | None = None
+            if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
+                wait = max(0.0, float(retry_after))
+                if wait > self._settings.max_retry_after_seconds:
+                    raise SinkError(f"telegram: rate limited for {wait:.0f}s (429): {description}")
+            raise _TryAgain(f"429 {description}", wait)
+        migrate = params.get("migrate_to_chat_id")
+        if isinstance(migrate, int) and not isinstance(migrate, bool):
+            log.warning("telegram: chat %s moved to %s; sending there", self._chat_id, migrate)
+            self._chat_id = str(migrate)
+            raise _TryAgain(f"{status} chat migrated", 0.0)
+        if status >= 500 or doc is None:
+            raise _TryAgain(f"HTTP {status} {description}".strip())
+        if status in (401, 404):
+            raise SinkError(
+                f"telegram: the bot token was rejected (HTTP {status}); check {TOKEN_ENV}"
+            )
+        raise SinkError(f"telegram: HTTP {status}: {description}")
+
+
+def _json_object(response: Response) -> dict[str, Any] | None:
+    """The answer's JSON object, ``None`` when the body is not one."""
+    try:
+        doc = response.json()
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None

@@ -12,26 +12,17 @@ come back later. Only a rejected API key (401/403) raises, as :class:`CieloAuthE
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import json
 import logging
 import math
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import attrs
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
-from tenacity.wait import wait_base
 
 from callsbot.clock import Clock
 from callsbot.config import CieloSettings
@@ -39,6 +30,8 @@ from callsbot.errors import CredentialsRejected, FeedUnavailable, StoreError
 from callsbot.extract import is_evm_address, is_solana_address
 from callsbot.metrics import Metrics
 from callsbot.models import Buy
+from callsbot.net.http import ErrorMap, JsonClient, Response
+from callsbot.net.retry import RetryPolicy, Sleep, retry_call
 from callsbot.store import keys
 from callsbot.store.base import SignalStore
 
@@ -68,8 +61,6 @@ QUOTE_ASSETS: frozenset[str] = frozenset(
         "0xdac17f958d2ee523a2206206994597c13d831ec7",  # USDT, Ethereum
     }
 )
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 #: Chains whose token addresses are ``0x`` + 40 hex digits (DexScreener chain ids).
@@ -359,26 +350,42 @@ def parse_page(body: bytes) -> Page:
     return Page(tuple(data["items"]), next_object)
 
 
-def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - now
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 # --------------------------------------------------------------------------------------------
 # The client.
+
+
+def retry_policy(settings: CieloSettings) -> RetryPolicy:
+    """Retries of one feed request (5xx, timeouts, dropped connections): ``max_attempts``
+    attempts within ``retry_max_seconds``, jittered exponential waits from 1 s up to 10 s."""
+    return RetryPolicy(
+        attempts=settings.max_attempts,
+        deadline=settings.retry_max_seconds,
+        wait_initial=1.0,
+        wait_max=10.0,
+        wait_jitter=1.0,
+    )
+
+
+def _rejected(response: Response) -> CieloAuthError:
+    return CieloAuthError(
+        f"Cielo rejected the API key (HTTP {response.status}); check {API_KEY_ENV}"
+    )
+
+
+def _other_status(response: Response) -> CieloBadPage:
+    return CieloBadPage(f"HTTP {response.status}: {response.body[:200]!r}", outcome="http_error")
+
+
+#: How the HTTP client names each failure in this module's vocabulary.
+_ERRORS = ErrorMap(
+    timeout=CieloTransientError,
+    connection=CieloTransientError,
+    bad_body=CieloTransientError,  # the connection broke mid-body: worth another attempt
+    rate_limited=CieloRateLimited,
+    server_error=lambda response: CieloTransientError(f"HTTP {response.status}"),
+    status=_other_status,
+    rejected=_rejected,
+)
 
 
 class CieloFeed:
@@ -387,11 +394,12 @@ class CieloFeed:
     Args:
         settings: the ``[cielo]`` section; ``api_key`` must be set.
         store: where seen transaction hashes are claimed (shared by every scorer process).
-        clock: "now" for Retry-After dates.
+        clock: "now" for Retry-After dates and the retry deadline.
         metrics: ``feed_polls{outcome}``, ``feed_items{outcome}``, ``store_errors{op}``.
         session: an aiohttp session to use; the feed opens (and closes) its own when ``None``.
         sleep: the retry pause; tests pass a no-op.
-        retry_wait: tenacity wait strategy between retries (jittered exponential by default).
+        retry: the retry policy of one request; :func:`retry_policy` of the settings when
+            ``None``.
 
     Raises:
         ValueError: ``settings.api_key`` is not set (names ``CALLSBOT_CIELO_API_KEY``).
@@ -406,7 +414,7 @@ class CieloFeed:
         metrics: Metrics,
         session: aiohttp.ClientSession | None = None,
         sleep: Sleep = asyncio.sleep,
-        retry_wait: wait_base | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not settings.api_key:
             raise ValueError(f"the Cielo API key is not set: set {API_KEY_ENV}")
@@ -414,10 +422,19 @@ class CieloFeed:
         self._store = store
         self._clock = clock
         self._metrics = metrics
-        self._session = session
-        self._own_session = session is None
         self._sleep = sleep
-        self._retry_wait = retry_wait or wait_exponential_jitter(initial=1, max=10, jitter=1)
+        self._retry = retry if retry is not None else retry_policy(settings)
+        self._http = JsonClient(
+            base_url=settings.url,
+            name="cielo",
+            timeout=settings.timeout_seconds,
+            clock=clock,
+            sleep=sleep,
+            session=session,
+            headers={"X-API-KEY": settings.api_key, "accept": "application/json"},
+            errors=_ERRORS,
+            secrets=(settings.api_key,),
+        )
         self._rate_limited = 0
         # Fallback dedupe while the store is down, and "log a malformed item once" memory.
         self._local_seen: OrderedDict[str, None] = OrderedDict()
@@ -426,9 +443,7 @@ class CieloFeed:
 
     async def aclose(self) -> None:
         """Close the session if the feed opened it. Safe to call twice."""
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.aclose()
 
     def _params(self, start_from: str | None) -> dict[str, str]:
         s = self._settings
@@ -448,44 +463,22 @@ class CieloFeed:
         return params
 
     async def _get(self, start_from: str | None) -> bytes:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        headers = {"X-API-KEY": self._settings.api_key or "", "accept": "application/json"}
-        timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
-        url = self._settings.url.rstrip("/") + FEED_PATH
-        try:
-            async with self._session.get(
-                url, params=self._params(start_from), headers=headers, timeout=timeout
-            ) as resp:
-                body = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise CieloTransientError(f"{exc.__class__.__name__}: {exc}") from None
-        if status in (401, 403):
-            raise CieloAuthError(f"Cielo rejected the API key (HTTP {status}); check {API_KEY_ENV}")
-        if status == 429:
-            raise CieloRateLimited(parse_retry_after(retry_after, now=self._clock.time()))
-        if status == 202:
+        response = await self._http.request(
+            "GET", FEED_PATH, params=self._params(start_from), expect=(200, 202), what="feed"
+        )
+        if response.status == 202:
             raise CieloPending("HTTP 202")
-        if status >= 500:
-            raise CieloTransientError(f"HTTP {status}")
-        if status != 200:
-            raise CieloBadPage(f"HTTP {status}: {body[:200]!r}", outcome="http_error")
-        return body
+        return response.body
 
     async def _fetch(self, start_from: str | None) -> Page:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(CieloTransientError),
-            stop=stop_after_attempt(self._settings.max_attempts)
-            | stop_after_delay(self._settings.retry_max_seconds),
-            wait=self._retry_wait,
+        body = await retry_call(
+            lambda _: self._get(start_from),
+            on=CieloTransientError,
+            policy=self._retry,
+            clock=self._clock,
             sleep=self._sleep,
-            reraise=True,
+            name="cielo",
         )
-        async for attempt in retrying:
-            with attempt:
-                body = await self._get(start_from)
         return parse_page(body)
 
     async def _is_new(self, tx_hash: str) -> bool:

@@ -1,15 +1,18 @@
 """Telegram Desktop chat exports (``result.json``) as a message source for backfill.
 
 The format (api-formats.md section e): a single chat ``{"name", "type", "id", "messages"}`` or a
-whole account ``{"chats": {"list": [...]}}``. Message text is a string or a list of strings and
-``{"type", "text"}`` objects; ``text_entities`` is always the list form, which is what we read
-(hidden ``text_link`` targets exist only in its ``href``).
+whole account ``{"chats": {"list": [...]}, "left_chats": {"list": [...]}}``. Message text is a
+string or a list of strings and ``{"type", "text"}`` objects; ``text_entities`` is always the
+list form, which is what we read (hidden ``text_link`` targets exist only in its ``href``).
+Telegram Desktop writes control characters in strings as ``\\xHH``, which JSON does not have;
+those escapes are read as the characters they stand for.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,11 @@ log = logging.getLogger("callsbot.export")
 #: Export entity types → Bot-API names used by :mod:`callsbot.extract`.
 _TYPES = {"link": "url", "text_link": "text_url"}
 _CHANNEL_TYPES = {"public_channel", "private_channel", "public_supergroup", "private_supergroup"}
+#: Basic (non-super) groups: Telethon's peer id of PeerChat(id) is -id.
+_BASIC_GROUP_TYPES = {"private_group"}
+#: A ``\xHH`` escape, unless its backslash is itself escaped (an even run of them before it).
+_HEX_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\x([0-9A-Fa-f]{2})")
+_NUMERIC_ID = re.compile(r"-?[0-9]{1,20}")
 
 
 class ExportError(Exception):
@@ -33,10 +41,24 @@ def utf16_len(text: str) -> int:
 
 
 def chat_peer_id(chat: dict[str, Any]) -> int:
-    """The peer id live messages carry: ``-100<id>`` for channels and supergroups."""
-    raw = int(chat["id"])
+    """The peer id live messages carry: ``-100<id>`` for channels and supergroups, ``-<id>``
+    for basic groups, as ``telethon.utils.get_peer_id`` gives them.
+
+    Raises:
+        ExportError: the chat has no numeric ``id``.
+    """
+    value = chat.get("id")
+    if isinstance(value, bool) or not (
+        isinstance(value, int) or (isinstance(value, str) and _NUMERIC_ID.fullmatch(value))
+    ):
+        name = str(chat.get("name") or "?")[:80]
+        got = "no id" if value is None else f"id {str(value)[:40]!r}"
+        raise ExportError(f"chat {name!r} has no numeric id ({got}); is this file an export?")
+    raw = int(value)
     if chat.get("type") in _CHANNEL_TYPES and raw > 0:
         return -(10**12 + raw)  # as telethon.utils.get_peer_id(PeerChannel(raw))
+    if chat.get("type") in _BASIC_GROUP_TYPES and raw > 0:
+        return -raw  # as telethon.utils.get_peer_id(PeerChat(raw))
     return raw
 
 
@@ -71,10 +93,34 @@ def text_and_entities(parts: Any) -> tuple[str, tuple[Entity, ...]]:
 def _chats(data: Any) -> list[dict[str, Any]]:
     if isinstance(data, dict) and isinstance(data.get("messages"), list):
         return [data]
-    chats = data.get("chats", {}).get("list") if isinstance(data, dict) else None
-    if isinstance(chats, list):
-        return [c for c in chats if isinstance(c, dict) and isinstance(c.get("messages"), list)]
-    raise ExportError("not a Telegram Desktop JSON export (no 'messages' or 'chats.list')")
+    found: list[dict[str, Any]] | None = None
+    # A whole-account export lists the chats the account is in and those it has left.
+    for section in ("chats", "left_chats"):
+        part = data.get(section) if isinstance(data, dict) else None
+        chats = part.get("list") if isinstance(part, dict) else None
+        if isinstance(chats, list):
+            found = (found or []) + [
+                c for c in chats if isinstance(c, dict) and isinstance(c.get("messages"), list)
+            ]
+    if found is None:
+        raise ExportError("not a Telegram Desktop JSON export (no 'messages' or 'chats.list')")
+    return found
+
+
+def _load(path: str | Path) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"cannot read {path}: {exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        if "\\x" not in text:
+            raise ExportError(f"cannot read {path}: {exc}") from None
+    try:
+        return json.loads(_HEX_ESCAPE.sub(r"\1\\u00\2", text))
+    except ValueError as exc:
+        raise ExportError(f"cannot read {path}: {exc}") from None
 
 
 def read_export(
@@ -89,12 +135,9 @@ def read_export(
         since: skip messages dated before this unix time.
 
     Raises:
-        ExportError: unreadable file or not an export.
+        ExportError: unreadable file, not an export, or a chat without a numeric id.
     """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"cannot read {path}: {exc}") from None
+    data = _load(path)
     for chat in _chats(data):
         chat_id = chat_peer_id(chat)
         name = group or str(chat_id)

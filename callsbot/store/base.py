@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
+import attrs
+
 from callsbot.clock import Clock, unix_seconds
 
 
@@ -192,7 +194,70 @@ class Cursors(abc.ABC):
         """
 
 
-class SignalStore(MentionWindow, Liveness, Claims, Cursors):
+@attrs.frozen
+class StreamEntry:
+    """One entry of the event stream: its id, who wrote it, the event kind and the event."""
+
+    id: str
+    origin: str
+    kind: str
+    payload: str
+
+
+class EventStream(abc.ABC):
+    """An append-only, trimmed log of encoded events shared by processes (split mode).
+
+    Entry ids increase; a reader keeps the last id it handled (:meth:`save_position`) and
+    resumes after it.
+    """
+
+    @abc.abstractmethod
+    async def append(
+        self, entries: Sequence[tuple[str, str]], *, origin: str, maxlen: int
+    ) -> list[str]:
+        """Append ``(kind, payload)`` entries written by ``origin``, trimming to ~``maxlen``.
+
+        Returns:
+            The new entries' ids.
+
+        Raises:
+            StoreError: none may have been appended.
+        """
+
+    @abc.abstractmethod
+    async def read_after(self, last_id: str, *, count: int, block: float) -> list[StreamEntry]:
+        """Up to ``count`` entries after ``last_id``, waiting up to ``block`` s for the first.
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    @abc.abstractmethod
+    async def last_id(self) -> str:
+        """The newest entry's id (``"0-0"`` when the stream is empty).
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    @abc.abstractmethod
+    async def position(self, reader: str) -> str | None:
+        """The last id ``reader`` saved, or ``None``.
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    @abc.abstractmethod
+    async def save_position(self, reader: str, entry_id: str) -> None:
+        """Remember that ``reader`` handled everything up to ``entry_id``.
+
+        Raises:
+            StoreError: not saved.
+        """
+
+
+class SignalStore(MentionWindow, Liveness, Claims, Cursors, EventStream):
     """A whole backend: every capability, one connection pool, one lifecycle.
 
     Callers take the capability they use (:class:`MentionWindow`, :class:`Claims`,

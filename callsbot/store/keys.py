@@ -12,6 +12,10 @@ PREFIX = "signal_aggregator"
 ACTIVE = f"{PREFIX}:active"
 #: Hash of catch-up cursors; field = cursor name, value = integer (e.g. last message id).
 CURSORS = f"{PREFIX}:cursors"
+#: Stream of encoded events (split mode); fields ``o`` (writer), ``k`` (kind), ``p`` (JSON).
+EVENTS = f"{PREFIX}:events"
+#: Hash of event-stream readers' positions; field = reader name, value = last entry id handled.
+EVENT_READERS = f"{PREFIX}:events:readers"
 
 
 def token(address: str) -> str:

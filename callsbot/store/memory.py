@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 
 from callsbot.clock import Clock, unix_seconds
-from callsbot.store.base import SignalStore
+from callsbot.store.base import SignalStore, StreamEntry
 
 #: Claims are swept of expired entries once there are this many (then at each doubling).
 _SWEEP_EVERY = 4096
@@ -25,6 +27,10 @@ class MemoryStore(SignalStore):
         self._claims_sweep_at = _SWEEP_EVERY
         self._cursors: dict[str, int] = {}
         self._swept_at = 0
+        self._stream: list[StreamEntry] = []
+        self._stream_seq = 0
+        self._stream_grew = asyncio.Event()
+        self._positions: dict[str, str] = {}
 
     def _live(self, token: str, cutoff: int) -> dict[str, int]:
         members = self._tokens.get(token)
@@ -110,3 +116,42 @@ class MemoryStore(SignalStore):
 
     async def ping(self) -> None:
         return None
+
+    # -- event stream --------------------------------------------------------------------------
+
+    async def append(
+        self, entries: Sequence[tuple[str, str]], *, origin: str, maxlen: int
+    ) -> list[str]:
+        ids: list[str] = []
+        for kind, payload in entries:
+            self._stream_seq += 1
+            entry = StreamEntry(f"{self._stream_seq}-0", origin, kind, payload)
+            self._stream.append(entry)
+            ids.append(entry.id)
+        del self._stream[: max(0, len(self._stream) - maxlen)]
+        self._stream_grew.set()
+        return ids
+
+    async def read_after(self, last_id: str, *, count: int, block: float) -> list[StreamEntry]:
+        after = _seq(last_id)
+        found = [e for e in self._stream if _seq(e.id) > after][:count]
+        if found or block <= 0:
+            return found
+        self._stream_grew.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(block):
+                await self._stream_grew.wait()
+        return [e for e in self._stream if _seq(e.id) > after][:count]
+
+    async def last_id(self) -> str:
+        return self._stream[-1].id if self._stream else "0-0"
+
+    async def position(self, reader: str) -> str | None:
+        return self._positions.get(reader)
+
+    async def save_position(self, reader: str, entry_id: str) -> None:
+        self._positions[reader] = entry_id
+
+
+def _seq(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])

@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from callsbot.clock import Clock
 from callsbot.errors import StoreError
 from callsbot.store import keys
-from callsbot.store.base import SignalStore
+from callsbot.store.base import SignalStore, StreamEntry
 
 #: Most mentions written in one MULTI/EXEC; bounds the size of one round trip.
 _MAX_BATCH = 512
@@ -225,6 +225,41 @@ class RedisStore(SignalStore):
     async def get_cursor(self, name: str) -> int | None:
         value = await self._run(self._redis.hget(keys.CURSORS, name), "get_cursor")
         return None if value is None else int(value)
+
+    # -- event stream --------------------------------------------------------------------------
+
+    async def append(
+        self, entries: Sequence[tuple[str, str]], *, origin: str, maxlen: int
+    ) -> list[str]:
+        pipe = self._redis.pipeline(transaction=False)
+        for kind, payload in entries:
+            fields: dict[Any, Any] = {"o": origin, "k": kind, "p": payload}
+            pipe.xadd(keys.EVENTS, fields, maxlen=maxlen, approximate=True)
+        ids = await self._run(pipe.execute(), "append")
+        return [str(i) for i in ids]
+
+    async def read_after(self, last_id: str, *, count: int, block: float) -> list[StreamEntry]:
+        block_ms = max(0, int(block * 1000)) or None
+        reply = await self._run(
+            self._redis.xread({keys.EVENTS: last_id}, count=count, block=block_ms), "read_after"
+        )
+        out: list[StreamEntry] = []
+        for _stream, rows in reply or []:
+            for entry_id, fields in rows:
+                origin, kind = str(fields.get("o", "")), str(fields.get("k", ""))
+                out.append(StreamEntry(str(entry_id), origin, kind, str(fields.get("p", ""))))
+        return out
+
+    async def last_id(self) -> str:
+        rows = await self._run(self._redis.xrevrange(keys.EVENTS, count=1), "last_id")
+        return str(rows[0][0]) if rows else "0-0"
+
+    async def position(self, reader: str) -> str | None:
+        value = await self._run(self._redis.hget(keys.EVENT_READERS, reader), "position")
+        return None if value is None else str(value)
+
+    async def save_position(self, reader: str, entry_id: str) -> None:
+        await self._run(self._redis.hset(keys.EVENT_READERS, reader, entry_id), "save_position")
 
     # -- lifecycle -----------------------------------------------------------------------------
 

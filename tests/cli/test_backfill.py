@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 from callsbot.cli.backfill import backfill_command
 from callsbot.clock import FakeClock
@@ -15,6 +16,50 @@ from tests.tg import mint
 
 EXPORT = Path(__file__).parent.parent / "sources" / "data" / "result.json"
 BASE_EVM = "0x4ed4e862860bed51a9570b96d89af5e1b0efefed"
+EVM_TOKEN = "0x6982508145454Ce325dDbE47a25d4ec3d2311933"
+EVM_PAIR = "0xA43fe16908251ee70EF74718545e4FE6C5cCEc9f"
+T0 = 1732521600
+
+
+def message(message_id: int, text: Any, **extra: Any) -> dict[str, Any]:
+    """One export message as Telegram Desktop writes it."""
+    return {
+        "id": message_id,
+        "type": "message",
+        "date": "2024-11-25T09:00:00",
+        "date_unixtime": str(T0 + message_id),
+        "from": "Alpha Calls",
+        "from_id": "channel1987654321",
+        "text": text,
+        "text_entities": [{"type": "plain", "text": text}] if isinstance(text, str) else text,
+        **extra,
+    }
+
+
+def write_export(path: Path, *messages: dict[str, Any], **chat: Any) -> Path:
+    doc = {"name": "Alpha Calls", "type": "public_channel", "id": 1987654321} | chat
+    path.write_text(json.dumps(doc | {"messages": list(messages)}, ensure_ascii=False))
+    return path
+
+
+async def dry_run(
+    settings: Settings, export: Path, clock: FakeClock, *, validate: bool = False
+) -> tuple[int, list[dict[str, Any]], str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = await backfill_command(
+        settings,
+        export=str(export),
+        group=None,
+        since=None,
+        validate=validate,
+        dry_run=True,
+        out=out,
+        err=err,
+        clock=clock,
+        metrics=Metrics.create(),
+    )
+    return status, [json.loads(line) for line in out.getvalue().splitlines()], err.getvalue()
+
 
 #: (message id, token, kind) a careful trader reading the export would count.
 EXPECTED = {
@@ -77,11 +122,24 @@ async def test_dry_run_prints_every_mention_of_the_export(clock: FakeClock) -> N
             metrics=Metrics.create(),
         )
     assert status == 0, err.getvalue()
-    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    every = [json.loads(line) for line in out.getvalue().splitlines()]
+    lines = [x for x in every if not x.get("unresolved")]
     got = {(x["message_id"], x["token"], x["kind"]) for x in lines}
     assert got == EXPECTED
     assert len(lines) == len(EXPECTED)
-    assert {x["group"] for x in lines} == {"@alpha_calls"}
+    # The address no chain and no market places is printed too, marked (not silently dropped).
+    assert [x for x in every if x.get("unresolved")] == [
+        {
+            "group": "@alpha_calls",
+            "message_id": 1022,
+            "token": "0x6982508145454ce325ddbe47a25d4ec3d2311933",
+            "kind": "evm",
+            "ts": 1732521600 + 22 * 60,
+            "unresolved": True,
+            "reason": "evm_no_chain",
+        }
+    ]
+    assert {x["group"] for x in every} == {"@alpha_calls"}
     first = next(x for x in lines if x["message_id"] == 1001)
     assert first["ts"] == 1732521660  # date_unixtime, not the local "date"
     assert "backfill: 49 messages" in err.getvalue()  # service/media messages are skipped
@@ -105,8 +163,13 @@ async def test_since_and_default_group_name(clock: FakeClock) -> None:
         )
     assert status == 0
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    # 1051's pair is unknown to this market: not counted (never recorded under the pair).
-    assert {x["message_id"] for x in lines} == {1045, 1046, 1047, 1048, 1050}
+    # 1051's pair is unknown to this market: not counted (never recorded under the pair), but
+    # printed, marked, since nothing was validated.
+    recorded = {x["message_id"] for x in lines if not x.get("unresolved")}
+    assert recorded == {1045, 1046, 1047, 1048, 1050}
+    assert [(x["message_id"], x["kind"], x["reason"]) for x in lines if x.get("unresolved")] == [
+        (1051, "pair", "unknown_pair")
+    ]
     assert "rejected:unknown_pair=1" in err.getvalue()
     # The export has no @username; the chat's peer id stands in, as for a live group.
     assert {x["group"] for x in lines} == {"-1001987654321"}
@@ -130,3 +193,37 @@ async def test_not_an_export_is_a_clear_error(tmp_path: Path, clock: FakeClock) 
     )
     assert status == 1
     assert "not a Telegram Desktop JSON export" in err.getvalue()
+
+
+async def test_dry_run_without_validation_prints_pairs_and_chainless_evm_unresolved(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    export = write_export(
+        tmp_path / "result.json",
+        message(1, f"📈 https://dexscreener.com/solana/{mint(51)}"),  # DexScreener fails
+        message(2, f"📈 Chart https://dexscreener.com/base/{EVM_PAIR}"),
+        message(3, f"CA: 0x{'12' * 20}"),  # no chain anywhere
+        message(4, f"https://dexscreener.com/solana/{mint(50)}"),  # neither pair nor token
+        message(5, f"CA: {mint(52)}"),
+    )
+    async with FakeDexScreener(clock=clock) as dex:
+        dex.add_pair(make_pair(EVM_TOKEN, chain="base", pair_address=EVM_PAIR))
+        dex.fail_next(500)
+        settings = Settings(dexscreener=DexScreenerSettings(url=dex.url, max_attempts=1))
+        status, lines, err = await dry_run(settings, export, clock)
+    assert status == 0, err
+    group, unresolved = "-1001987654321", {"unresolved": True}
+    assert lines == [
+        {"group": group, "message_id": 1, "token": mint(51), "kind": "pair", "ts": T0 + 1}
+        | unresolved
+        | {"reason": "deferred"},
+        {"group": group, "message_id": 2, "token": EVM_TOKEN.lower(), "kind": "evm_pair"}
+        | {"ts": T0 + 2},
+        {"group": group, "message_id": 3, "token": "0x" + "12" * 20, "kind": "evm", "ts": T0 + 3}
+        | unresolved
+        | {"reason": "evm_no_chain"},
+        {"group": group, "message_id": 4, "token": mint(50), "kind": "pair", "ts": T0 + 4}
+        | unresolved
+        | {"reason": "unknown_pair"},
+        {"group": group, "message_id": 5, "token": mint(52), "kind": "mint", "ts": T0 + 5},
+    ]

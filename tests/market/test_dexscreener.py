@@ -26,7 +26,6 @@ from callsbot.market.dexscreener import (
     build_limiter,
     parse_pair,
     parse_pairs,
-    parse_retry_after,
     same_address,
 )
 from callsbot.metrics import Metrics
@@ -159,19 +158,6 @@ def test_address_matching_is_exact_for_solana_and_case_insensitive_for_evm() -> 
     assert address_key("0XABCD") == "0xabcd"
     assert not same_address(TOKEN, TOKEN.lower())
     assert address_key(TOKEN) == TOKEN
-
-
-def test_parse_retry_after_seconds_and_http_date() -> None:
-    now = 1_700_000_000.0
-    assert parse_retry_after("7", now) == 7.0
-    assert parse_retry_after(" 2.5 ", now) == 2.5
-    assert parse_retry_after(http_date(now + 30), now) == pytest.approx(30.0)
-    assert parse_retry_after(http_date(now - 30), now) == 0.0
-    assert parse_retry_after("Tue, 14 Nov 2023 22:13:40 -0000", now) == pytest.approx(20.0)
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after("", now) is None
-    assert parse_retry_after(None, now) is None
-    assert parse_retry_after("-5", now) == 0.0
 
 
 @pytest.mark.parametrize("rpm", [1, 2, 3, 5, 10, 11, 250, 300, 6000])
@@ -373,7 +359,7 @@ async def test_session_ownership(dex: FakeDexScreener, clock: FakeClock, metrics
         assert not session.closed  # the caller's session stays open
     owned = DexScreenerClient(settings, metrics=metrics, clock=clock)
     await owned.token_pairs("solana", [TOKEN])
-    session_made = owned._session
+    session_made = owned.http.session
     assert session_made is not None
     await owned.aclose()
     assert session_made.closed

@@ -540,3 +540,18 @@ async def test_a_hostile_address_never_poisons_the_batch_it_would_join(
     assert [r.addresses for r in dex.requests] == [(TOKEN, OTHER)]
     assert await validator.resolve_pairs([hostile]) == {hostile: None}
     assert len(dex.requests) == 1
+
+
+async def test_locate_takes_the_chain_of_the_most_liquid_pair_anywhere(
+    dex: FakeDexScreener, make_validator: Factory
+) -> None:
+    dex.add_token(EVM, chain="ethereum", liquidity=40_000)
+    dex.add_token(EVM, chain="base", liquidity=70_000, quote_address=WSOL)
+    unknown = "0x" + "34" * 20
+    validator = make_validator()
+    assert await validator.locate([EVM, unknown]) == {EVM: "base", unknown: None}
+    assert [r.kind for r in dex.requests] == ["latest_tokens"]
+    # Cached, and the lookup already judged the token on that chain.
+    assert await validator.locate([EVM]) == {EVM: "base"}
+    assert (await validator.verdict(EVM, chain="base")).valid
+    assert len(dex.requests) == 1

@@ -12,11 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callsbot.alert import Alert, render_html, telegram_length
+from callsbot.clock import FakeClock
 from callsbot.config import ConsensusSettings, TgBotSettings
 from callsbot.errors import SinkError
 from callsbot.models import Buy, MarketSnapshot
 from callsbot.scoring import ScoreLine, consensus, score_card
-from callsbot.sinks.telegram_bot import TelegramBotSink
+from callsbot.sinks.telegram_bot import TelegramBotSink, retry_policy
 from callsbot.testing.redis_server import free_port
 from callsbot.testing.telegram_bot import (
     CHAT_ID,
@@ -102,7 +103,9 @@ def sink_for(
     url: str, sleeps: Sleeps | None = None, *, token: str = FAKE_TOKEN, **kw: Any
 ) -> TelegramBotSink:
     settings = TgBotSettings(token=token, api_url=url, chat_id=CHAT_ID, **kw)
-    return TelegramBotSink(settings, sleep=sleeps or Sleeps(), backoff=lambda n: 0.25 * n)
+    # Waits of 0.25 s, then 0.5 s, without jitter: tests can tell them apart.
+    retry = attrs.evolve(retry_policy(settings), wait_initial=0.25, wait_jitter=0.0)
+    return TelegramBotSink(settings, clock=FakeClock(), sleep=sleeps or Sleeps(), retry=retry)
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -296,9 +299,9 @@ def test_redact() -> None:
 
 def test_needs_token_and_chat() -> None:
     with pytest.raises(ValueError, match="CALLSBOT_TG_BOT_TOKEN"):
-        TelegramBotSink(TgBotSettings(chat_id="1"))
+        TelegramBotSink(TgBotSettings(chat_id="1"), clock=FakeClock())
     with pytest.raises(ValueError, match="chat_id"):
-        TelegramBotSink(TgBotSettings(token="t"))
+        TelegramBotSink(TgBotSettings(token="t"), clock=FakeClock())
 
 
 async def test_rate_limit_is_per_chat(bot: FakeTelegramBot) -> None:

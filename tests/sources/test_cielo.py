@@ -21,7 +21,6 @@ from callsbot.sources.cielo import (
     MalformedItem,
     classify_item,
     parse_amount,
-    parse_retry_after,
 )
 from callsbot.store.base import SignalStore
 from callsbot.store.memory import MemoryStore
@@ -400,16 +399,6 @@ async def test_429_without_retry_after_backs_off_exponentially(
     fake.script = [Reply(429, CREDITS)]
     assert (await feed.poll()).retry_after == 30  # the back-off starts over after a success
     await feed.aclose()
-
-
-def test_parse_retry_after() -> None:
-    now = 1_700_000_000.0
-    assert parse_retry_after("5", now=now) == 5.0
-    assert parse_retry_after("-3", now=now) == 0.0
-    assert parse_retry_after(None, now=now) is None
-    assert parse_retry_after("soon", now=now) is None
-    past = format_datetime(datetime.fromtimestamp(now - 50, UTC), usegmt=True)
-    assert parse_retry_after(past, now=now) == 0.0
 
 
 @pytest.mark.parametrize("status", [401, 403])

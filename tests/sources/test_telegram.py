@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import subprocess
@@ -14,7 +15,14 @@ from pathlib import Path
 import attrs
 import pytest
 import redis.asyncio as aioredis
-from telethon.tl.types import MessageEntityBold, MessageEntityCode, MessageEntityTextUrl
+from telethon.tl.types import (
+    MessageEntityBold,
+    MessageEntityCode,
+    MessageEntityTextUrl,
+    MessageFwdHeader,
+    PeerChannel,
+    PeerUser,
+)
 
 from callsbot.aggregator import Aggregator
 from callsbot.clock import FakeClock
@@ -23,6 +31,7 @@ from callsbot.errors import NoGroupsResolved, SessionError
 from callsbot.events import EventHub
 from callsbot.logs import RedactSecrets
 from callsbot.metrics import Metrics
+from callsbot.models import ForwardHeader
 from callsbot.runtime.roles import build_listener, build_pipeline, make_parts
 from callsbot.sources.telegram import (
     SessionLock,
@@ -261,6 +270,34 @@ async def test_forwards_count_by_default(redis: SignalStore, clock: FakeClock) -
         await r.gateway.deliver(tg_message(111, 1, f"CA: {mint(1)}", T0, forwarded=True))
         await r.aggregator.drain()
         assert await redis.counts([mint(1)]) == {mint(1): 1}
+
+
+async def test_sender_and_forward_header_come_from_telethon_types(
+    redis: SignalStore, clock: FakeClock
+) -> None:
+    async with rig(redis, clock, settings(), GOOD) as r:
+        await r.listener.start()
+        post = tg_message(111, 7, f"CA: {mint(1)}", T0)
+        post.from_id = PeerUser(777)
+        post.fwd_from = MessageFwdHeader(
+            date=dt.datetime.fromtimestamp(T0 - 600, tz=dt.UTC),
+            from_id=PeerChannel(4242),
+            channel_post=99,
+        )
+        incoming = r.listener.to_incoming(post, source="live")
+        assert incoming is not None
+        assert incoming.sender_id == 777
+        assert incoming.forward == ForwardHeader(
+            origin_peer=-(10**12 + 4242), origin_message_id=99, origin_date=T0 - 600
+        )
+        hidden = tg_message(111, 8, "x", T0)
+        hidden.fwd_from = MessageFwdHeader(
+            date=dt.datetime.fromtimestamp(T0, tz=dt.UTC), from_name="Anon"
+        )
+        incoming = r.listener.to_incoming(hidden, source="live")
+        assert incoming is not None
+        assert incoming.sender_id is None
+        assert incoming.forward == ForwardHeader(origin_name="Anon", origin_date=T0)
 
 
 async def test_heartbeat_only_while_connected(redis: SignalStore, clock: FakeClock) -> None:
