@@ -203,7 +203,7 @@ class GeckoTerminalSettings:
     timeout_seconds: float = setting(15.0, validator=positive)
     cooldown_seconds: float = setting(15.0, validator=positive)
     max_cooldown_seconds: float = setting(120.0, validator=positive)
-    max_attempts: int = setting(3, validator=positive)
+    max_attempts: int = setting(8, validator=positive)
     retry_wait_seconds: float = setting(2.0, validator=positive)
     retry_deadline_seconds: float = setting(600.0, validator=positive)
 

@@ -12,9 +12,11 @@ pool it is on, and checks that ``meta.base.address`` is the mint. Rows come newe
 have gaps and may repeat the in-progress candle: :func:`~callsbot.models.candle_series` sorts
 them and keeps the last of each timestamp.
 
-The request itself lives in :meth:`GeckoTerminalClient._send` (one attempt, no policy) so it
-can move onto the shared HTTP client when there is one; the policy (limiter, 429 cool-down,
-retries, deadline) is :meth:`GeckoTerminalClient._get_json`.
+Requests go through the shared :class:`~callsbot.net.http.JsonClient` (session, timeout,
+error mapping) and :func:`~callsbot.net.retry.retry_call` (attempts, deadline, backoff on the
+injected clock). What is GeckoTerminal's own stays here: the limiter (20 in any minute, 3 in
+any 9 s), the cool-down that doubles from 15 s to 120 s, 429s announced in a 200's body, and
+one request in flight at a time.
 """
 
 from __future__ import annotations
@@ -22,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
-import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -35,13 +35,14 @@ import attrs
 
 from callsbot.clock import Clock
 from callsbot.config import GeckoTerminalSettings
+from callsbot.errors import MarketUnavailable
 from callsbot.market.dexscreener import same_address
 from callsbot.models import Candle, candle_series
-from callsbot.net.retry import parse_retry_after
+from callsbot.net.http import ErrorMap, JsonClient, Response
+from callsbot.net.retry import Attempt, RetryPolicy, Sleep, retry_call
 
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float], Awaitable[None]]
 
 #: Pins the response format (api-formats.md section f).
 ACCEPT = "application/json;version=20230302"
@@ -168,11 +169,33 @@ Result = Candles | NoDataYet
 # Parsing.
 
 
-class _Rejected(Exception):
-    def __init__(self, reason: NoDataReason, detail: str) -> None:
+class GeckoTerminalError(MarketUnavailable):
+    """A request, or what it answered, gave no usable candles (the client turns it into
+    :class:`NoDataYet`; it never reaches callers).
+
+    Attributes:
+        reason: the kind of failure.
+        detail: one line.
+        status: the HTTP status, when there was one.
+    """
+
+    def __init__(self, reason: NoDataReason, detail: str, status: int | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.status = status
+
+
+class TransientError(GeckoTerminalError):
+    """5xx, timeouts, connection failures, broken bodies: worth another attempt."""
+
+
+class RateLimited(GeckoTerminalError):
+    """A 429 (status or body); every request pauses before the next attempt."""
+
+    def __init__(self, retry_after: float | None = None, status: int = 429) -> None:
+        super().__init__(NoDataReason.RATE_LIMITED, "rate limited (429)", status)
+        self.retry_after = retry_after
 
 
 def _finite(value: Any) -> float | None:
@@ -219,16 +242,19 @@ def parse_ohlcv(body: Any, mint: str) -> tuple[tuple[Candle, ...], int]:
     """The candles of an ``ohlcv_request_response`` for ``mint``, and how many rows were dropped.
 
     Raises:
-        _Rejected: not shaped like an OHLCV answer, or ``meta.base.address`` is not ``mint``.
+        GeckoTerminalError: not shaped like an OHLCV answer, or ``meta.base.address`` is not
+            ``mint``.
     """
     rows = _get(body, "data", "attributes", "ohlcv_list")
     if not isinstance(rows, list):
-        raise _Rejected(NoDataReason.BAD_RESPONSE, "no data.attributes.ohlcv_list list")
+        raise GeckoTerminalError(NoDataReason.BAD_RESPONSE, "no data.attributes.ohlcv_list list")
     base = _get(body, "meta", "base", "address")
     if not isinstance(base, str):
-        raise _Rejected(NoDataReason.BAD_RESPONSE, "no meta.base.address")
+        raise GeckoTerminalError(NoDataReason.BAD_RESPONSE, "no meta.base.address")
     if not same_address(base, mint):
-        raise _Rejected(NoDataReason.WRONG_TOKEN, f"meta.base.address is {base}, not the mint")
+        raise GeckoTerminalError(
+            NoDataReason.WRONG_TOKEN, f"meta.base.address is {base}, not the mint"
+        )
     parsed = [parse_row(row) for row in rows]
     candles = [c for c in parsed if c is not None]
     return candle_series(candles), len(parsed) - len(candles)
@@ -244,11 +270,11 @@ def parse_pools(body: Any) -> list[PoolInfo]:
     """The pools of a ``/tokens/{mint}/pools`` answer; entries without an address are skipped.
 
     Raises:
-        _Rejected: no ``data`` list.
+        GeckoTerminalError: no ``data`` list.
     """
     items = _get(body, "data")
     if not isinstance(items, list):
-        raise _Rejected(NoDataReason.BAD_RESPONSE, "no data list in the pools answer")
+        raise GeckoTerminalError(NoDataReason.BAD_RESPONSE, "no data list in the pools answer")
     out: list[PoolInfo] = []
     for item in items:
         address = _get(item, "attributes", "address")
@@ -351,30 +377,59 @@ class SlidingWindowLimiter:
 # The client.
 
 
-@attrs.frozen
-class _Reply:
-    status: int
-    headers: Mapping[str, str]  # names lower-cased
-    body: bytes
+def retry_policy(settings: GeckoTerminalSettings) -> RetryPolicy:
+    """One fetch's retries: ``max_attempts`` attempts (429s included) within
+    ``retry_deadline_seconds``; after a 429 the wait is the cool-down, after another transient
+    failure ``retry_wait_seconds`` doubling."""
+    return RetryPolicy(
+        attempts=settings.max_attempts,
+        deadline=settings.retry_deadline_seconds,
+        wait_initial=settings.retry_wait_seconds,
+        wait_max=settings.max_cooldown_seconds,
+    )
 
 
-class _TransportError(Exception):
-    def __init__(self, reason: NoDataReason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+def _error_title(response: Response) -> str:
+    """``": <title>"`` of a JSON:API error body, else empty."""
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        return ""
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        title = errors[0].get("title") or errors[0].get("detail")
+        return f": {title}" if isinstance(title, str) else ""
+    return ""
 
 
-@attrs.frozen
-class _Failure:
-    reason: NoDataReason
-    detail: str
-    status: int | None
-    retry: bool
+def _status_error(response: Response) -> GeckoTerminalError:
+    status, said = response.status, _error_title(response)
+    if status == 401:
+        detail = f"HTTP 401 (beyond what the public API serves, ~180 days){said}"
+        return GeckoTerminalError(NoDataReason.TOO_OLD, detail, status)
+    if status == 404:
+        return GeckoTerminalError(NoDataReason.POOL_NOT_FOUND, f"HTTP 404{said}", status)
+    return GeckoTerminalError(NoDataReason.HTTP_ERROR, f"HTTP {status}{said}", status)
+
+
+#: How the shared HTTP client names each failure here.
+_ERRORS = ErrorMap(
+    timeout=lambda message: TransientError(NoDataReason.UNREACHABLE, message),
+    connection=lambda message: TransientError(NoDataReason.UNREACHABLE, message),
+    bad_body=lambda message: TransientError(NoDataReason.BAD_RESPONSE, message, 200),
+    rate_limited=RateLimited,
+    cooling_down=lambda remaining: GeckoTerminalError(
+        NoDataReason.RATE_LIMITED, f"cooling down {remaining:.0f}s, past the time budget", 429
+    ),
+    server_error=lambda r: TransientError(NoDataReason.SERVER_ERROR, f"HTTP {r.status}", r.status),
+    status=_status_error,
+)
 
 
 class GeckoTerminalClient:
-    """Pool OHLCV and pool lookups over one session, one limiter and one 429 cool-down.
+    """Pool OHLCV and pool lookups over the shared :class:`~callsbot.net.http.JsonClient`.
+
+    Every attempt, one at a time, waits out the 429 cool-down and takes a limiter slot; retries
+    follow :func:`retry_policy` through :func:`~callsbot.net.retry.retry_call`.
 
     Args:
         settings: the ``[geckoterminal]`` section.
@@ -394,24 +449,32 @@ class GeckoTerminalClient:
         limiter: SlidingWindowLimiter | None = None,
     ) -> None:
         self.settings = settings
-        self._base = settings.url.rstrip("/")
         self._network = quote(settings.network, safe="")
         self._clock = clock
         self._sleep = sleep
-        self._session = session
-        self._owns_session = session is None
+        self._retry = retry_policy(settings)
         if limiter is None:
             limiter = SlidingWindowLimiter(
                 settings.requests_per_minute, settings.burst, clock=clock, sleep=sleep
             )
         self.limiter = limiter
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
+        # The limiter and the doubling cool-down are this module's: the shared client's are a
+        # leaky bucket on loop time and a fixed pause.
+        self._http = JsonClient(
+            base_url=settings.url,
+            name="geckoterminal",
+            timeout=settings.timeout_seconds,
+            clock=clock,
+            sleep=sleep,
+            session=session,
+            headers={"Accept": ACCEPT, "User-Agent": "callsbot"},
+            errors=_ERRORS,
+        )
         self._cooldown_until = 0.0
         self._cooldown_step = settings.cooldown_seconds
         # One request in flight at a time: at 20/min requests are seconds apart anyway, and so
         # the limiter's times are the send times and no wait overlaps a request.
         self._in_flight = asyncio.Lock()
-        self._closed = False
 
     async def __aenter__(self) -> Self:
         return self
@@ -426,10 +489,7 @@ class GeckoTerminalClient:
 
     async def aclose(self) -> None:
         """Close the session if this client created it. Idempotent."""
-        self._closed = True
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.aclose()
 
     @property
     def cooldown_remaining(self) -> float:
@@ -496,14 +556,11 @@ class GeckoTerminalClient:
         }
         if before is not None:
             params["before_timestamp"] = str(int(before))
-        answer = await self._get_json(path, params)
-        if isinstance(answer, _Failure):
-            return NoDataYet(answer.reason, answer.detail, pool, mint, answer.status)
         try:
-            candles, skipped = parse_ohlcv(answer, mint)
-        except _Rejected as exc:
-            log.warning("geckoterminal: %s for %s on pool %s", exc.detail, mint, pool)
-            return NoDataYet(exc.reason, exc.detail, pool, mint, 200)
+            body = await self.get_json(path, params)
+            candles, skipped = parse_ohlcv(body, mint)
+        except GeckoTerminalError as exc:
+            return NoDataYet(exc.reason, exc.detail, pool, mint, exc.status)
         if skipped:
             log.warning("geckoterminal: dropped %d malformed row(s) of pool %s", skipped, pool)
         return Candles(
@@ -519,100 +576,66 @@ class GeckoTerminalClient:
     async def pools(self, mint: str) -> list[PoolInfo] | NoDataYet:
         """The pools of ``mint`` (first page: the deepest ones)."""
         path = f"/networks/{self._network}/tokens/{quote(mint, safe='')}/pools"
-        answer = await self._get_json(path, {"page": "1"})
-        if isinstance(answer, _Failure):
-            return NoDataYet(answer.reason, answer.detail, "", mint, answer.status)
         try:
-            return parse_pools(answer)
-        except _Rejected as exc:
-            return NoDataYet(exc.reason, exc.detail, "", mint, 200)
+            return parse_pools(await self.get_json(path, {"page": "1"}))
+        except GeckoTerminalError as exc:
+            return NoDataYet(exc.reason, exc.detail, "", mint, exc.status)
 
     # -- policy -----------------------------------------------------------------------------
 
-    async def _get_json(self, path: str, params: dict[str, str]) -> Any | _Failure:
-        """GET with the limiter, the shared 429 cool-down and bounded retries.
+    async def get_json(self, path: str, params: dict[str, str]) -> Any:
+        """GET ``path`` with the cool-down, the limiter and :func:`retry_policy`.
 
-        Returns the decoded body of a 200, or the failure that ended it: at once for a 401,
-        404 or other 4xx; after ``max_attempts`` for 5xx, timeouts, connection errors and
-        broken bodies; when a wait would end past ``retry_deadline_seconds``.
+        Raises:
+            GeckoTerminalError: the failure that ended it: at once for a 401, 404 or other
+                4xx; once attempts or time ran out for 429s, 5xx, timeouts, connection errors
+                and broken bodies.
         """
-        deadline = self._clock.time() + self.settings.retry_deadline_seconds
-        failures = 0
-        while True:
-            async with self._in_flight:
-                outcome = await self._attempt_when_allowed(path, params, deadline)
-            if not isinstance(outcome, _Failure):
-                self._cooldown_step = self.settings.cooldown_seconds
-                return outcome
-            if outcome.reason is NoDataReason.RATE_LIMITED and outcome.retry:
-                continue  # the next turn waits the cool-down out, or gives up at the deadline
-            if not outcome.retry:
-                return outcome
-            failures += 1
-            wait = self.settings.retry_wait_seconds * 2 ** (failures - 1)
-            if failures >= self.settings.max_attempts or self._clock.time() + wait > deadline:
-                return outcome
-            await self._sleep(wait)
 
-    async def _attempt_when_allowed(
-        self, path: str, params: dict[str, str], deadline: float
-    ) -> Any | _Failure:
-        """Wait out the cool-down and the limiter, then send once (under ``_in_flight``)."""
-        while (remaining := self._cooldown_until - self._clock.time()) > 0:
-            if self._cooldown_until > deadline:
-                return _Failure(
-                    NoDataReason.RATE_LIMITED,
-                    f"rate limited: cooling down {remaining:.0f}s, past the time budget",
-                    429,
-                    retry=False,
-                )
+        async def attempt(state: Attempt) -> Any:
+            async with self._in_flight:
+                return await self._attempt(path, params, state.deadline)
+
+        try:
+            return await retry_call(
+                attempt,
+                on=(RateLimited, TransientError),
+                policy=self._retry,
+                clock=self._clock,
+                sleep=self._sleep,
+                wait_hint=self._cooldown_hint,
+                name="geckoterminal",
+            )
+        except GeckoTerminalError as exc:
+            log.warning("geckoterminal: %s failed: %s", path, exc.detail)
+            raise
+
+    def _cooldown_hint(self, exc: BaseException) -> float | None:
+        """After a 429 the next attempt waits the cool-down out (and the deadline sees it)."""
+        remaining = self.cooldown_remaining
+        return remaining if remaining > 0 else None
+
+    async def _attempt(self, path: str, params: dict[str, str], deadline: float | None) -> Any:
+        while (remaining := self.cooldown_remaining) > 0:
+            # Another fetch drew a 429 while this one waited for its turn.
+            if deadline is not None and self._clock.time() + remaining > deadline:
+                raise _ERRORS.cooling_down(remaining)
             await self._sleep(remaining)
         await self.limiter.acquire()
-        return await self._attempt(path, params)
-
-    async def _attempt(self, path: str, params: dict[str, str]) -> Any | _Failure:
         try:
-            reply = await self._send(path, params)
-        except _TransportError as exc:
-            log.warning("geckoterminal: %s on %s", exc.detail, path)
-            return _Failure(exc.reason, exc.detail, None, retry=True)
-        body: Any = None
-        decoded = True
-        try:
-            body = json.loads(reply.body)
-        except (ValueError, UnicodeDecodeError):
-            decoded = False
-        if reply.status == 429 or (decoded and rate_limit_body(body)):
-            wait = self._start_cooldown(reply.headers.get("retry-after"))
-            log.warning("geckoterminal: 429 on %s; every request pauses %.0fs", path, wait)
-            return _Failure(NoDataReason.RATE_LIMITED, "rate limited (429)", 429, retry=True)
-        if reply.status == 200:
-            if not decoded or not isinstance(body, dict):
-                what = "not JSON" if not decoded else f"a JSON {type(body).__name__}"
-                log.warning("geckoterminal: body of %s is %s", path, what)
-                return _Failure(NoDataReason.BAD_RESPONSE, f"body is {what}", 200, retry=True)
-            return body
-        return self._http_failure(reply.status, body, path)
+            body = await self._http.get_json(path, params=params, what=path)
+        except RateLimited as exc:
+            self._start_cooldown(exc.retry_after, path)
+            raise
+        if rate_limit_body(body):
+            self._start_cooldown(None, path)
+            raise RateLimited(status=200)
+        if not isinstance(body, dict):
+            raise GeckoTerminalError(NoDataReason.BAD_RESPONSE, "body is not a JSON object", 200)
+        self._cooldown_step = self.settings.cooldown_seconds
+        return body
 
-    def _http_failure(self, status: int, body: Any, path: str) -> _Failure:
-        said = ""
-        errors = _get(body, "errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            title = errors[0].get("title") or errors[0].get("detail")
-            said = f": {title}" if isinstance(title, str) else ""
-        if status == 401:
-            reason, retry = NoDataReason.TOO_OLD, False
-            detail = f"HTTP 401 (beyond what the public API serves, ~180 days){said}"
-        elif status == 404:
-            reason, retry, detail = NoDataReason.POOL_NOT_FOUND, False, f"HTTP 404{said}"
-        elif status >= 500:
-            reason, retry, detail = NoDataReason.SERVER_ERROR, True, f"HTTP {status}"
-        else:
-            reason, retry, detail = NoDataReason.HTTP_ERROR, False, f"HTTP {status}{said}"
-        log.warning("geckoterminal: %s on %s", detail, path)
-        return _Failure(reason, detail, status, retry)
-
-    def _start_cooldown(self, retry_after_header: str | None) -> float:
+    def _start_cooldown(self, retry_after: float | None, path: str) -> None:
         """Pause every request: 15 s, doubling per 429 in a row up to the cap.
 
         A Retry-After longer than the step is honoured up to the cap; ``0`` (which the API
@@ -622,39 +645,6 @@ class GeckoTerminalClient:
         cap = self.settings.max_cooldown_seconds
         step = min(self._cooldown_step, cap)
         self._cooldown_step = min(step * 2, cap)
-        retry_after = parse_retry_after(retry_after_header, now)
         wait = step if not retry_after else max(step, min(retry_after, cap))
         self._cooldown_until = max(self._cooldown_until, now + wait)
-        return self._cooldown_until - now
-
-    # -- transport --------------------------------------------------------------------------
-
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise RuntimeError("GeckoTerminalClient is closed")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers={"Accept": ACCEPT, "User-Agent": "callsbot"}
-            )
-        return self._session
-
-    async def _send(self, path: str, params: dict[str, str]) -> _Reply:
-        """One GET, no policy: the status, headers and raw body, or a transport error."""
-        session = self._ensure_session()
-        try:
-            async with session.get(
-                self._base + path,
-                params=params,
-                headers={"Accept": ACCEPT},
-                timeout=self._timeout,
-            ) as resp:
-                headers = {k.lower(): v for k, v in resp.headers.items()}
-                return _Reply(resp.status, headers, await resp.read())
-        except TimeoutError:
-            raise _TransportError(
-                NoDataReason.UNREACHABLE, f"no answer within {self._timeout.total:g}s"
-            ) from None
-        except aiohttp.ClientPayloadError as exc:
-            raise _TransportError(NoDataReason.BAD_RESPONSE, f"broken body: {exc}") from None
-        except aiohttp.ClientError as exc:
-            raise _TransportError(NoDataReason.UNREACHABLE, f"connection failed: {exc}") from None
+        log.warning("geckoterminal: 429 on %s; every request pauses %.0fs", path, wait)

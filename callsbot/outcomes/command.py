@@ -17,7 +17,8 @@ import attrs
 
 from callsbot.clock import Clock, SystemClock
 from callsbot.config import OutcomesSettings, Settings
-from callsbot.market.prices import Candles, GeckoTerminalClient, NoDataYet, Sleep, Timeframe
+from callsbot.market.prices import Candles, GeckoTerminalClient, NoDataYet, Timeframe
+from callsbot.net.retry import Sleep
 from callsbot.outcomes.path import (
     DEFAULT_RULES,
     OutcomeRules,

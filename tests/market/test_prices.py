@@ -341,7 +341,7 @@ async def test_server_errors_are_retried_then_no_data(
     assert (await fetch(make_client())).candles == tuple(series(5))
     gecko.requests.clear()
     gecko.fail_next(500, times=3)
-    result = await make_client().fetch_candles(POOL, MINT, Timeframe.MINUTE, limit=5)
+    result = await make_client(max_attempts=3).fetch_candles(POOL, MINT, Timeframe.MINUTE, limit=5)
     assert isinstance(result, NoDataYet)
     assert (result.reason, result.status) == (NoDataReason.SERVER_ERROR, 500)
     assert gaps(gecko) == [2, 4]
@@ -355,7 +355,7 @@ async def test_broken_bodies_are_retried_then_no_data(
     gecko.break_next(kind)
     assert (await fetch(make_client())).candles == tuple(series(5))
     gecko.break_next(kind, times=3)
-    result = await make_client().fetch_candles(POOL, MINT, Timeframe.MINUTE, limit=5)
+    result = await make_client(max_attempts=3).fetch_candles(POOL, MINT, Timeframe.MINUTE, limit=5)
     assert isinstance(result, NoDataYet)
     assert result.reason is NoDataReason.BAD_RESPONSE
 
@@ -391,7 +391,7 @@ async def test_an_unreachable_server_is_no_data(clock: FakeClock, sleep: ClockSl
         await client.aclose()
     assert isinstance(result, NoDataYet)
     assert result.reason is NoDataReason.UNREACHABLE
-    assert sleep.calls == [2, 4]
+    assert sleep.calls == [2, 4, 8, 16, 32, 64, 120]  # 8 attempts, waits capped at 120 s
 
 
 def test_rate_limit_bodies_in_both_shapes() -> None:
