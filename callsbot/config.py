@@ -189,6 +189,33 @@ class MarketSettings:
     min_volume_h24_usd: float = setting(5_000.0, validator=non_negative)
 
 
+def _stop_fall(_inst: Any, _attr: attrs.Attribute[Any], value: float) -> None:
+    if not -1.0 < value < 0.0:
+        raise ValueError(f"must be between -1 and 0 (a fall, -0.5 = -50 %), got {value!r}")
+
+
+@attrs.frozen
+class GeckoTerminalSettings:
+    url: str = setting("https://api.geckoterminal.com/api/v2")
+    network: str = setting("solana")
+    requests_per_minute: int = setting(20, validator=positive)
+    burst: int = setting(3, validator=positive)
+    timeout_seconds: float = setting(15.0, validator=positive)
+    cooldown_seconds: float = setting(15.0, validator=positive)
+    max_cooldown_seconds: float = setting(120.0, validator=positive)
+    max_attempts: int = setting(8, validator=positive)
+    retry_wait_seconds: float = setting(2.0, validator=positive)
+    retry_deadline_seconds: float = setting(600.0, validator=positive)
+
+
+@attrs.frozen
+class OutcomesSettings:
+    latency_seconds: int = setting(60, validator=non_negative)
+    win_multiple: float = setting(2.0, validator=positive)
+    horizon_seconds: int = setting(86400, validator=positive)
+    stop: float = setting(-0.5, validator=_stop_fall)
+
+
 @attrs.frozen
 class CieloSettings:
     url: str = setting("https://feed-api.cielo.finance")
@@ -293,6 +320,8 @@ class Settings:
     extraction: ExtractionSettings = attrs.field(factory=ExtractionSettings)
     dexscreener: DexScreenerSettings = attrs.field(factory=DexScreenerSettings)
     market: MarketSettings = attrs.field(factory=MarketSettings)
+    geckoterminal: GeckoTerminalSettings = attrs.field(factory=GeckoTerminalSettings)
+    outcomes: OutcomesSettings = attrs.field(factory=OutcomesSettings)
     cielo: CieloSettings = attrs.field(factory=CieloSettings)
     scoring: ScoringSettings = attrs.field(factory=ScoringSettings)
     tg_bot: TgBotSettings = attrs.field(factory=TgBotSettings)

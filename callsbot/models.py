@@ -8,6 +8,7 @@ importing each other.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -209,6 +210,27 @@ class MarketSnapshot:
     side: str = "base"
 
 
+@attrs.frozen
+class Candle:
+    """One OHLCV interval of a pool, priced in USD for one token.
+
+    Attributes:
+        ts: start of the interval, unix seconds.
+        open: first trade's price.
+        high: highest trade's price.
+        low: lowest trade's price.
+        close: last trade's price.
+        volume: traded volume in USD.
+    """
+
+    ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
 class Status(enum.Enum):
     """Whether a token counts."""
 
@@ -241,3 +263,16 @@ class Verdict:
     @property
     def valid(self) -> bool:
         return self.status is Status.VALID
+
+
+def candle_series(rows: Iterable[Candle]) -> tuple[Candle, ...]:
+    """``rows`` sorted by start, one candle per start: of duplicates, the last given wins.
+
+    Providers send rows newest first, oldest first or with the in-progress candle twice; every
+    consumer of a series goes through this, so none of them assumes an order. Gaps (minutes
+    without trades) stay gaps.
+    """
+    by_start: dict[int, Candle] = {}
+    for row in rows:
+        by_start[row.ts] = row
+    return tuple(by_start[ts] for ts in sorted(by_start))

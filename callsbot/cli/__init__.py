@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from callsbot.cli import backfill, check, demo, feed, login, run, token
+from callsbot.cli import backfill, check, demo, feed, login, outcome, run, token
 from callsbot.config import Settings, load_settings
 from callsbot.errors import EXIT_CONFIG, ConfigError
 from callsbot.logs import setup_logging
@@ -29,6 +29,7 @@ COMMANDS: dict[str, ModuleType] = {
     "feed": feed,
     "backfill": backfill,
     "demo": demo,
+    "outcome": outcome,
 }
 
 
