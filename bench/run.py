@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench import cases
+from bench import buy_alert, cases
 from bench.report import Row, machine, table, write_json
 from callsbot.testing.redis_server import RedisServer
 
@@ -36,6 +36,7 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "5": ("end to end", cases.case_end_to_end),
     "6": ("market requests", cases.case_market_requests),
     "7": ("memory", cases.case_memory),
+    "8": ("buy → alert", lambda cfg: buy_alert.case_buy_to_alert(seed=cfg.seed)),
 }
 
 

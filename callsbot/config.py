@@ -235,6 +235,22 @@ class CieloSettings:
     retry_max_seconds: float = setting(30.0, validator=positive)
     # Longest pause after a 429 (Retry-After is capped to this; doubling back-off without one).
     backoff_max_seconds: float = setting(300.0, validator=positive)
+    # How buys arrive: "poll" (REST every poll_seconds) or "websocket" (pushed; docs/feed.md).
+    mode: str = setting("poll", validator=one_of("poll", "websocket"))
+    ws_url: str = setting("wss://feed-api.cielo.finance/api/v1/ws")
+    # Ping interval; no pong within half of it counts as a dead connection (s).
+    ws_heartbeat_seconds: float = setting(20.0, validator=positive)
+    ws_connect_timeout_seconds: float = setting(10.0, validator=positive)
+    # Reconnect back-off: jittered doubling from initial up to max (s); it starts over after a
+    # connection that was subscribed, delivered an event or stayed up ws_stable_seconds.
+    ws_backoff_initial_seconds: float = setting(0.5, validator=positive)
+    ws_backoff_max_seconds: float = setting(30.0, validator=positive)
+    ws_backoff_jitter_seconds: float = setting(1.0, validator=non_negative)
+    ws_stable_seconds: float = setting(60.0, validator=positive)
+    # Failed connections in a row (refused, handshake or protocol errors) before polling instead.
+    ws_max_failures: int = setting(3, validator=positive)
+    # While polling instead, try the socket again this often (s).
+    ws_retry_seconds: float = setting(120.0, validator=positive)
 
 
 @attrs.frozen

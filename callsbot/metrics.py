@@ -31,6 +31,13 @@ class Metrics:
     market_cache: Counter
     feed_items: Counter
     feed_polls: Counter
+    buys: Counter
+    cielo_ws_events: Counter
+    cielo_ws_reconnects: Counter
+    cielo_ws_failures: Counter
+    cielo_ws_connected: Gauge
+    cielo_ws_fallback: Gauge
+    cielo_gap_fill_items: Counter
     alerts: Counter
     store_errors: Counter
     queue_depth: Gauge
@@ -75,6 +82,33 @@ class Metrics:
             ),
             feed_items=_counter(r, "callsbot_feed_items", "Cielo feed items by outcome", "outcome"),
             feed_polls=_counter(r, "callsbot_feed_polls", "Cielo polls by outcome", "outcome"),
+            buys=_counter(r, "callsbot_buys", "Buys handed to the scorer, by path", "path"),
+            cielo_ws_events=_counter(
+                r, "callsbot_cielo_ws_events", "Cielo WebSocket messages by kind", "kind"
+            ),
+            cielo_ws_reconnects=_counter(
+                r, "callsbot_cielo_ws_reconnects", "Cielo WebSocket connections after the first"
+            ),
+            cielo_ws_failures=_counter(
+                r,
+                "callsbot_cielo_ws_failures",
+                "Cielo WebSocket connections lost or refused",
+                "reason",
+            ),
+            cielo_ws_connected=_gauge(
+                r, "callsbot_cielo_ws_connected", "1 while the Cielo WebSocket is connected"
+            ),
+            cielo_ws_fallback=_gauge(
+                r,
+                "callsbot_cielo_ws_fallback",
+                "1 while the Cielo WebSocket is down and REST polls",
+            ),
+            cielo_gap_fill_items=_counter(
+                r,
+                "callsbot_cielo_gap_fill_items",
+                "Items read by REST gap fills after a (re)connect, by outcome",
+                "outcome",
+            ),
             alerts=_counter(
                 r, "callsbot_alerts", "Alerts delivered, by sink and outcome", "sink", "outcome"
             ),

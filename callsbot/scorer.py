@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -131,6 +132,9 @@ class Scorer:
         self._local_claims: dict[str, float] = {}
         self._next_poll_delay = settings.cielo.poll_seconds
         self._last_poll_at: float | None = None
+        # In websocket mode the Cielo WebSocket service hands buys to handle_buys (and polls only
+        # while the socket is down); the scorer's own poll stays off.
+        self._polls_feed = settings.cielo.mode == "poll"
 
     # -- introspection (tests, /api) -----------------------------------------------------------
 
@@ -159,7 +163,12 @@ class Scorer:
     name = "scorer"
 
     def health(self) -> list[str]:
-        """Reasons the scorer is not ready: the feed not polled yet, or not for too long."""
+        """Reasons the scorer is not ready: the feed not polled yet, or not for too long.
+
+        In websocket mode the WebSocket service reports on the feed instead.
+        """
+        if not self._polls_feed:
+            return []
         limit = 3 * self._settings.cielo.poll_seconds + self._settings.cielo.timeout_seconds
         if self._last_poll_at is None:
             return ["feed not polled yet"]
@@ -253,9 +262,14 @@ class Scorer:
     async def poll_once(self) -> list[Scored]:
         """Poll the feed once and score every new buy (one per token: the largest).
 
+        In websocket mode (``cielo.mode``) this does nothing and schedules no further poll.
+
         Raises:
             CieloAuthError: the feed's API key was rejected.
         """
+        if not self._polls_feed:
+            self._next_poll_delay = math.inf
+            return []
         result = await self._feed.poll()
         if result.outcome in ("ok", "pending"):
             self._last_poll_at = self._clock.time()
@@ -263,8 +277,20 @@ class Scorer:
             self._next_poll_delay = result.retry_after
         else:
             self._next_poll_delay = self._settings.cielo.poll_seconds
+        return await self.handle_buys(result.buys, path="poll")
+
+    async def handle_buys(self, buys: Sequence[Buy], *, path: str) -> list[Scored]:
+        """Score new buys, whichever way they arrived (one per token: the largest).
+
+        Args:
+            buys: new buys (each transaction already claimed by the feed).
+            path: how they arrived, for ``callsbot_buys_total{path}``: ``poll``, ``websocket``
+                or ``gap_fill``.
+        """
+        if buys:
+            self._metrics.buys.labels(path=path).inc(len(buys))
         best: dict[str, Buy] = {}
-        for buy in result.buys:
+        for buy in buys:
             current = best.get(buy.token)
             if current is None or (buy.usd or 0.0) >= (current.usd or 0.0):
                 best[buy.token] = buy

@@ -39,6 +39,7 @@ from callsbot.sinks.jsonl import JsonlSink
 from callsbot.sinks.log import LogSink
 from callsbot.sinks.telegram_bot import TelegramBotSink
 from callsbot.sources.cielo import CieloFeed
+from callsbot.sources.cielo_ws import CieloWebSocket
 from callsbot.sources.telegram import MessageIntake, TelegramGateway, TelegramListener
 from callsbot.store import SignalStore, open_store
 from callsbot.subscribers import subscribe_standard
@@ -155,6 +156,19 @@ def build_feed(parts: Parts) -> CieloFeed:
     return CieloFeed(
         parts.settings.cielo,
         parts.store,
+        clock=parts.clock,
+        metrics=parts.metrics,
+        sleep=parts.sleep,
+    )
+
+
+def build_cielo_ws(parts: Parts, feed: CieloFeed, scorer: Scorer) -> CieloWebSocket:
+    """The Cielo WebSocket consumer (``cielo.mode = "websocket"``): buys to ``scorer``,
+    claims, gap fills and fallback polls through ``feed`` (the scorer's own)."""
+    return CieloWebSocket(
+        parts.settings.cielo,
+        feed,
+        scorer.handle_buys,
         clock=parts.clock,
         metrics=parts.metrics,
         sleep=parts.sleep,
@@ -311,9 +325,13 @@ async def role_services(
             yield [pipeline, build_listener(parts, gateway, pipeline)]
         return
     if role == "scorer":
-        scorer = build_scorer(parts)
+        feed = build_feed(parts)
+        scorer = build_scorer(parts, feed=feed)
+        services: list[Service] = [scorer]
+        if parts.settings.cielo.mode == "websocket":
+            services.append(build_cielo_ws(parts, feed, scorer))
         try:
-            yield [scorer]
+            yield services
         finally:
             await scorer.aclose()  # its sinks and its feed
         return

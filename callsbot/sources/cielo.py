@@ -167,6 +167,8 @@ class PollResult:
         outcome: ``ok``, ``pending``, ``rate_limited``, ``error`` or ``malformed``.
         pages: pages read.
         retry_after: when set, wait this many seconds before the next poll.
+        newest: the newest item timestamp on the pages read (any item, seen or not), unix
+            seconds; ``None`` when no item had a readable one.
     """
 
     buys: tuple[Buy, ...] = ()
@@ -174,6 +176,7 @@ class PollResult:
     outcome: str = "ok"
     pages: int = 0
     retry_after: float | None = None
+    newest: float | None = None
 
 
 class MalformedItem(ValueError):
@@ -243,6 +246,16 @@ def _timestamp(value: Any) -> float:
         raise MalformedItem("missing timestamp")
     # Cielo documents seconds; a millisecond value would put the trade thousands of years ahead.
     return ts / 1000.0 if ts > 1e11 else ts
+
+
+def item_timestamp(item: Any) -> float | None:
+    """The item's ``timestamp`` in unix seconds, or ``None`` when it has no readable one."""
+    if not isinstance(item, Mapping):
+        return None
+    try:
+        return _timestamp(item.get("timestamp"))
+    except MalformedItem:
+        return None
 
 
 def classify_item(item: Any) -> tuple[str, Buy | None]:
@@ -445,7 +458,7 @@ class CieloFeed:
         """Close the session if the feed opened it. Safe to call twice."""
         await self._http.aclose()
 
-    def _params(self, start_from: str | None) -> dict[str, str]:
+    def _params(self, start_from: str | None, since: float | None = None) -> dict[str, str]:
         s = self._settings
         params = {"limit": str(s.limit)}
         if s.chains:
@@ -458,21 +471,24 @@ class CieloFeed:
             params["list"] = str(s.list_id)
         if s.new_trades is not None:
             params["newTrades"] = "true" if s.new_trades else "false"
+        if since is not None:
+            params["fromTimestamp"] = str(int(since))
         if start_from is not None:
             params["startFrom"] = start_from
         return params
 
-    async def _get(self, start_from: str | None) -> bytes:
+    async def _get(self, start_from: str | None, since: float | None) -> bytes:
+        params = self._params(start_from, since)
         response = await self._http.request(
-            "GET", FEED_PATH, params=self._params(start_from), expect=(200, 202), what="feed"
+            "GET", FEED_PATH, params=params, expect=(200, 202), what="feed"
         )
         if response.status == 202:
             raise CieloPending("HTTP 202")
         return response.body
 
-    async def _fetch(self, start_from: str | None) -> Page:
+    async def _fetch(self, start_from: str | None, since: float | None) -> Page:
         body = await retry_call(
-            lambda _: self._get(start_from),
+            lambda _: self._get(start_from, since),
             on=CieloTransientError,
             policy=self._retry,
             clock=self._clock,
@@ -518,8 +534,14 @@ class CieloFeed:
             self._logged_bad.popitem(last=False)
         log.warning("cielo: skipping malformed item %s: %s", ident, problem)
 
-    async def poll(self) -> PollResult:
+    async def poll(self, *, since: float | None = None) -> PollResult:
         """Read the newest page(s) and return the new buys.
+
+        Args:
+            since: ask only for items from this unix time on (``fromTimestamp``, whole seconds,
+                inclusive): a gap fill after a WebSocket (re)connect. Pages are then followed
+                to the end of that range (at most ``max_pages``), not only while all are new:
+                items delivered by the socket meanwhile may sit on the first page.
 
         Raises:
             CieloAuthError: the API key was rejected; every other failure is a result.
@@ -530,9 +552,10 @@ class CieloFeed:
         outcome = "ok"
         retry_after: float | None = None
         cursor: str | None = None
+        newest: float | None = None
         while pages < self._settings.max_pages:
             try:
-                page = await self._fetch(cursor)
+                page = await self._fetch(cursor, since)
             except CieloPending as exc:
                 outcome = "pending"
                 log.info("cielo: feed pending (%s); trying again later", exc)
@@ -552,7 +575,10 @@ class CieloFeed:
                 break
             pages += 1
             all_new = await self._take(page.items, buys, skipped)
-            if not (all_new and page.items and page.next_object):
+            stamps = [t for t in map(item_timestamp, page.items) if t is not None]
+            if stamps:
+                newest = max(stamps) if newest is None else max(newest, *stamps)
+            if not ((all_new or since is not None) and page.items and page.next_object):
                 break
             cursor = page.next_object
         if outcome != "rate_limited":
@@ -563,34 +589,45 @@ class CieloFeed:
         if buys:
             self._metrics.feed_items.labels(outcome="buy").inc(len(buys))
         buys.sort(key=lambda b: b.ts)
-        return PollResult(tuple(buys), dict(skipped), outcome, pages, retry_after)
+        return PollResult(tuple(buys), dict(skipped), outcome, pages, retry_after, newest)
+
+    async def accept(self, item: Any) -> tuple[str, Buy | None]:
+        """Claim and classify one feed item, from a REST page or a WebSocket event alike.
+
+        The transaction hash is claimed first (``keys.seen_tx``; in this process's memory too),
+        so an item that another path or scorer process already took comes back as ``seen``.
+        Nothing is counted here: the caller counts the outcome.
+
+        Returns:
+            ``("buy", Buy)``; ``("seen", None)``; ``("malformed", None)`` (logged once per
+            item); or :func:`classify_item`'s other reasons with ``None``.
+        """
+        tx = item.get("tx_hash") if isinstance(item, Mapping) else None
+        try:
+            if isinstance(tx, str):
+                check_chars("tx_hash", tx)
+        except MalformedItem as exc:
+            self._log_bad_once(item, str(exc))
+            return "malformed", None
+        if isinstance(tx, str) and tx.strip() and not await self._is_new(tx.strip()):
+            return "seen", None
+        try:
+            return classify_item(item)
+        except MalformedItem as exc:
+            self._log_bad_once(item, str(exc))
+            return "malformed", None
 
     async def _take(self, items: tuple[Any, ...], buys: list[Buy], skipped: Counter[str]) -> bool:
         """Classify a page's items into ``buys``/``skipped``; ``True`` when all were new."""
         all_new = True
         for item in items:
-            tx = item.get("tx_hash") if isinstance(item, Mapping) else None
-            try:
-                if isinstance(tx, str):
-                    check_chars("tx_hash", tx)
-            except MalformedItem as exc:
-                skipped["malformed"] += 1
-                self._log_bad_once(item, str(exc))
-                continue
-            if isinstance(tx, str) and tx.strip() and not await self._is_new(tx.strip()):
-                skipped["seen"] += 1
-                all_new = False
-                continue
-            try:
-                reason, buy = classify_item(item)
-            except MalformedItem as exc:
-                skipped["malformed"] += 1
-                self._log_bad_once(item, str(exc))
-                continue
-            if buy is None:
-                skipped[reason] += 1
-            else:
+            outcome, buy = await self.accept(item)
+            if buy is not None:
                 buys.append(buy)
+                continue
+            skipped[outcome] += 1
+            if outcome == "seen":
+                all_new = False
         return all_new
 
     def _rate_limit_pause(self, retry_after: float | None) -> float:

@@ -1,12 +1,15 @@
 """A local Cielo feed API (aiohttp.web) speaking the documented schema, errors included.
 
 Pages are served by ``startFrom`` cursor; ``script`` replies (429, 500, pending, truncated
-JSON, dropped connections...) are served first, one per request, in order.
+JSON, dropped connections...) are served first, one per request, in order. Once items are
+:meth:`FakeCielo.add`-ed, the feed is served from that history instead (newest first, ``limit``
+per page, ``fromTimestamp`` honoured), as the WebSocket fake does when it shares it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -144,6 +147,7 @@ class FakeCielo:
         self.pages: dict[str | None, Any] = {None: envelope([])}
         self.script: list[Reply] = []
         self.requests: list[Request] = []
+        self.history: list[Any] | None = None
         app = web.Application()
         app.router.add_get("/api/v1/feed", self._feed)
         self._server = TestServer(app, host="127.0.0.1")
@@ -167,6 +171,28 @@ class FakeCielo:
             nxt = f"c{i + 1}" if i + 1 < len(pages) else None
             self.pages[cursor] = envelope(items, nxt)
 
+    def add(self, *items: Any) -> None:
+        """Add items to the history the feed is served from (oldest first, like events)."""
+        if self.history is None:
+            self.history = []
+        self.history.extend(items)
+
+    def _from_history(self, history: list[Any], query: Mapping[str, str]) -> web.Response:
+        try:
+            since = float(query.get("fromTimestamp", "0"))
+            limit = int(query.get("limit", "100"))
+            start = int(query.get("startFrom", "h0").removeprefix("h"))
+        except ValueError:
+            return web.json_response({"status": "error", "message": "bad query"}, status=400)
+        items = [
+            item
+            for item in reversed(history)
+            if not isinstance(item, dict) or float(item.get("timestamp") or 0) >= since
+        ]
+        page = items[start : start + limit]
+        more = start + limit < len(items)
+        return web.json_response(envelope(page, f"h{start + limit}" if more else None))
+
     async def _feed(self, request: web.Request) -> web.StreamResponse:
         at = self.clock.time() if self.clock is not None else None
         self.requests.append(Request(dict(request.query), CIMultiDict(request.headers), at))
@@ -174,6 +200,8 @@ class FakeCielo:
             return web.json_response({"status": "error", "message": "Unauthorized"}, status=401)
         if self.script:
             return await self._reply(request, self.script.pop(0))
+        if self.history is not None:
+            return self._from_history(self.history, request.query)
         cursor = request.query.get("startFrom")
         if cursor not in self.pages:
             return web.json_response({"status": "error", "message": "bad cursor"}, status=400)
