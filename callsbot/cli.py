@@ -56,7 +56,28 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="only the summary")
     demo.add_argument("--verbose", action="store_true", help="also every log line")
 
+    db = sub.add_parser("db", help="the history database").add_subparsers(
+        dest="db_command", required=True
+    )
+    db.add_parser("upgrade", help="apply the history schema migrations")
+    history = sub.add_parser("history", help="export or import history recordings (JSONL)")
+    history_sub = history.add_subparsers(dest="history_command", required=True)
+    export = history_sub.add_parser("export", help="write a recording of the history to stdout")
+    export.add_argument("--since", type=_time, help="ISO time or unix seconds (inclusive)")
+    export.add_argument("--until", type=_time, help="ISO time or unix seconds (exclusive)")
+    imp = history_sub.add_parser("import", help="write a recording into the history")
+    imp.add_argument("file", metavar="FILE", help="a recording (history export's output)")
+
     return parser
+
+
+def _time(value: str) -> float:
+    from callsbot.history.commands import parse_time
+
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time or unix seconds: {value!r}") from None
 
 
 def _iso_date(value: str) -> int:
@@ -79,6 +100,7 @@ def _load(args: argparse.Namespace) -> Settings:
 
 def _secrets(settings: Settings) -> list[str]:
     values = [settings.telegram.api_hash, settings.cielo.api_key, settings.tg_bot.token]
+    values.append(settings.history.password)
     if settings.telegram.api_id is not None:
         values.append(str(settings.telegram.api_id))
     return [v for v in values if v]
@@ -140,6 +162,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 clock=SystemClock(),
                 metrics=Metrics.create(),
             )
+        )
+    if args.command in ("db", "history"):
+        from callsbot.history import commands as history_commands
+
+        if args.command == "db":
+            return asyncio.run(history_commands.db_upgrade(settings, sys.stdout, sys.stderr))
+        if args.history_command == "export":
+            return asyncio.run(
+                history_commands.history_export(
+                    settings, sys.stdout, sys.stderr, since=args.since, until=args.until
+                )
+            )
+        return asyncio.run(
+            history_commands.history_import(settings, args.file, sys.stdout, sys.stderr)
         )
     if args.command == "demo":
         from callsbot.demo import demo_command
