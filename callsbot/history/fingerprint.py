@@ -31,8 +31,8 @@ GRAM = 4
 
 _URL = re.compile(
     r"(?:https?://|www\.)\S+"
-    r"|\b[\w-]++(?:\.[\w-]++)*+\.(?:com|io|fun|me|xyz|org|net|app|gg|co|so|trade|finance|ai|bot"
-    r"|tg|info)\b(?:/\S*)?",
+    r"|\b(?:[\w-]+\.)+(?:com|io|fun|me|xyz|org|net|app|gg|co|so|trade|finance|ai|bot|tg|info)"
+    r"\b(?:[/?]\S*)?",
     re.IGNORECASE,
 )
 #: Solana (base58, 32–44 characters) and EVM (0x + 40 or 64 hex) addresses and hashes.

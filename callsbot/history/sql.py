@@ -135,7 +135,9 @@ class SQLHistory(HistoryStore):
         if self.dialect == "sqlite":
             database = self._url.database or ""
             if database and not database.startswith(":memory:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                # A directory that cannot be made shows up as "unavailable" at the first use.
+                with contextlib.suppress(OSError):
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)
             self._engine: AsyncEngine = create_async_engine(
                 self._url, connect_args={"timeout": connect_timeout}
             )
