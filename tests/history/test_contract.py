@@ -42,7 +42,8 @@ class TestHistoryContract:
         events = f.one_of_each()
         await history.record(events)
         counts = await history.counts()
-        assert counts["mentions"] == 2 and counts["alert_deliveries"] == 2
+        assert counts["mentions"] == 2
+        assert counts["alert_deliveries"] == 2
         await history.record(events)
         await history.record(events[::2])
         await history.record([events[0]] * 3)  # duplicates inside one batch too
@@ -127,7 +128,8 @@ class TestHistoryContract:
         with pytest.raises(ConfigError) as info:
             await history.upgrade()
         assert info.value.exit_code == 2
-        assert "zz_future" in str(info.value) and "newer" in str(info.value)
+        assert "zz_future" in str(info.value)
+        assert "newer" in str(info.value)
 
     async def test_migrations_build_exactly_the_declared_schema(self, history_url: str) -> None:
         store = SQLHistory(history_url)
@@ -155,7 +157,8 @@ async def test_unreachable_postgresql_is_unavailable_not_a_crash() -> None:
             assert "s3cret-pw" not in str(info.value)
     finally:
         await history.aclose()
-    assert "s3cret-pw" not in history.where and "***" in history.where
+    assert "s3cret-pw" not in history.where
+    assert "***" in history.where
 
 
 async def test_unwritable_sqlite_is_unavailable() -> None:
