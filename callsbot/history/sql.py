@@ -210,7 +210,7 @@ class SQLHistory(HistoryStore):
             if i and i % _ROWS_PER_SLICE == 0:
                 await asyncio.sleep(0)  # fingerprints cost CPU: let the hot path in between
             if isinstance(event, MentionRecorded):
-                rows["mentions"].append(self._mention_row(event))
+                rows["mentions"].append(mention_row(event, keep_text=self._keep_text))
             elif isinstance(event, LevelReached):
                 rows["levels"].append(_level_row(event))
             elif isinstance(event, VerdictMade):
@@ -249,33 +249,6 @@ class SQLHistory(HistoryStore):
                 self._insert(schema.alert_deliveries).on_conflict_do_nothing(),
                 [{"alert_id": alert_id, "sink": s, "message_id": m} for s, m in deliveries],
             )
-
-    def _mention_row(self, e: MentionRecorded) -> dict[str, Any]:
-        fp = fingerprint(e.text)
-        fwd = e.forward
-        return {
-            "at": e.at,
-            "source": e.ref.source,
-            "chat_id": e.ref.chat_id,
-            "group_name": e.ref.group,
-            "message_id": e.ref.message_id,
-            "message_ts": e.ref.ts,
-            "received_at": e.ref.received_at,
-            "sender_id": e.sender_id,
-            "is_forward": fwd is not None,
-            "fwd_peer": fwd.origin_peer if fwd else None,
-            "fwd_name": fwd.origin_name if fwd else None,
-            "fwd_message_id": fwd.origin_message_id if fwd else None,
-            "fwd_date": fwd.origin_date if fwd else None,
-            "token": e.token,
-            "kind": e.mention_kind,
-            "chain": e.chain,
-            "pair": e.pair,
-            "group_count": e.count,
-            "text": e.text if self._keep_text else None,
-            "text_sha1": fp.sha1,
-            "text_simhash": to_signed(fp.simhash),
-        }
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -389,6 +362,35 @@ def open_history(settings: HistorySettings) -> SQLHistory:
 
 
 # -- rows ----------------------------------------------------------------------------------------
+
+
+def mention_row(e: MentionRecorded, *, keep_text: bool = True) -> dict[str, Any]:
+    """The ``mentions`` row of one event, fingerprints computed (bench uses it too)."""
+    fp = fingerprint(e.text)
+    fwd = e.forward
+    return {
+        "at": e.at,
+        "source": e.ref.source,
+        "chat_id": e.ref.chat_id,
+        "group_name": e.ref.group,
+        "message_id": e.ref.message_id,
+        "message_ts": e.ref.ts,
+        "received_at": e.ref.received_at,
+        "sender_id": e.sender_id,
+        "is_forward": fwd is not None,
+        "fwd_peer": fwd.origin_peer if fwd else None,
+        "fwd_name": fwd.origin_name if fwd else None,
+        "fwd_message_id": fwd.origin_message_id if fwd else None,
+        "fwd_date": fwd.origin_date if fwd else None,
+        "token": e.token,
+        "kind": e.mention_kind,
+        "chain": e.chain,
+        "pair": e.pair,
+        "group_count": e.count,
+        "text": e.text if keep_text else None,
+        "text_sha1": fp.sha1,
+        "text_simhash": to_signed(fp.simhash),
+    }
 
 
 def _ref_columns(ref: MessageRef) -> dict[str, Any]:
