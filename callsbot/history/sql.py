@@ -70,6 +70,9 @@ def async_url(url: str, password: str | None = None) -> URL:
 
 
 def _alembic_config() -> AlembicConfig:
+    # Alembic's own INFO lines (plugins, "context impl") are noise to an operator; callsbot logs
+    # the revision it reached.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
