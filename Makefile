@@ -6,13 +6,13 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 ROLE_CONFIG ?= config.toml
 
-.PHONY: all help install redis-server test lint typecheck run run-aggregator run-scorer \
+.PHONY: all help install redis-server postgresql test lint typecheck run run-aggregator run-scorer \
         login check bench demo clean format
 
 all: lint typecheck test
 
 help:
-	@echo "make test        create .venv, install, get redis-server, run the tests"
+	@echo "make test        create .venv, install, get redis-server and postgresql, run the tests"
 	@echo "make lint        ruff check + format check + import contract (lint-imports)"
 	@echo "make typecheck   mypy --strict on callsbot/"
 	@echo "make run         every role in one process (python -m callsbot run)"
@@ -48,7 +48,26 @@ redis-server:
 	  fi; }
 	@redis-server --version
 
-test: $(STAMP) redis-server
+# History tests start their own PostgreSQL cluster (initdb + pg_ctl, a free loopback port);
+# this makes sure the binaries exist (Debian keeps them in /usr/lib/postgresql/<version>/bin).
+PG_INITDB = $(firstword $(shell command -v initdb 2>/dev/null) $(wildcard /usr/lib/postgresql/*/bin/initdb))
+postgresql:
+	@if [ -z "$(PG_INITDB)" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "initdb missing: installing Debian's postgresql"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
+	    echo "initdb missing: installing Debian's postgresql with sudo"; \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "PostgreSQL's initdb is missing and cannot be installed here."; \
+	    echo "Install it (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql) and rerun make test."; \
+	    exit 1; \
+	  fi; \
+	fi
+	@ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -1 || command -v initdb
+
+test: $(STAMP) redis-server postgresql
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -78,7 +97,7 @@ login: $(STAMP)
 check: $(STAMP)
 	$(PY) -m callsbot --config $(ROLE_CONFIG) check
 
-bench: $(STAMP) redis-server
+bench: $(STAMP) redis-server postgresql
 	@if [ -f bench/run.py ]; then $(PY) -m bench.run; else echo "no benchmarks yet"; fi
 
 demo: $(STAMP)

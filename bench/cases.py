@@ -42,6 +42,7 @@ GROUPS = tuple(f"@call_group_{i:02d}" for i in range(30))
 @attrs.frozen
 class Config:
     redis_url: str
+    pg_url: str | None = None
     e2e_seconds: float = 20.0
     e2e_rate: float = 1000.0
     rounds: int = 5

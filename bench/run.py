@@ -23,7 +23,9 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from bench import buy_alert, cases
+from bench.history import case_history
 from bench.report import Row, machine, table, write_json
+from callsbot.testing.pg_server import PostgresServer
 from callsbot.testing.redis_server import RedisServer
 
 CaseFn = Callable[[cases.Config], Awaitable[list[Row]] | list[Row]]
@@ -37,6 +39,7 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "6": ("market requests", cases.case_market_requests),
     "7": ("memory", cases.case_memory),
     "8": ("buy → alert", lambda cfg: buy_alert.case_buy_to_alert(seed=cfg.seed)),
+    "9": ("history", lambda cfg: case_history(cfg.pg_url)),
 }
 
 
@@ -98,8 +101,21 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, OSError) as exc:
             print(f"bench: cannot start redis-server: {exc}", file=sys.stderr)
             return 2
+        pg: PostgresServer | None = None
+        if "8" in wanted:
+            pg = PostgresServer()
+            try:
+                pg.start()
+            except (RuntimeError, OSError) as exc:
+                print(f"bench: cannot start postgres: {exc}", file=sys.stderr)
+                server.stop()
+                return 2
         try:
-            cfg = cases.Config(redis_url=server.url, e2e_seconds=args.e2e_seconds)
+            cfg = cases.Config(
+                redis_url=server.url,
+                pg_url=pg.url() if pg else None,
+                e2e_seconds=args.e2e_seconds,
+            )
             version = asyncio.run(redis_version(server.url))
             rows = asyncio.run(run_cases(cfg, wanted))
         except Exception:
@@ -107,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         finally:
             server.stop()
+            if pg is not None:
+                pg.destroy()
     duration = time.perf_counter() - started
     info = machine(version)
     print()

@@ -166,6 +166,7 @@ class Aggregator:
         self._queue: asyncio.Queue[IncomingMessage] = asyncio.Queue(maxsize=self._tg.queue_size)
         self._buffer: collections.deque[Mention] = collections.deque()
         self._deferred: collections.deque[Candidate] = collections.deque()
+        self._retrying: list[Candidate] = []
         self._cursors: dict[int, int] = {}
         self._in_flight: set[IncomingMessage] = set()
         self._flushing = asyncio.Lock()
@@ -239,11 +240,12 @@ class Aggregator:
         while not self._queue.empty():
             messages.append(self._queue.get_nowait())
             self._queue.task_done()
-        if not (messages or self._buffer or self._deferred):
+        deferred = [*self._retrying, *self._deferred]
+        if not (messages or self._buffer or deferred):
             return
         lines = [json.dumps({"message": message_to_json(m)}) for m in messages]
         lines += [json.dumps({"mention": _mention_json(m)}) for m in self._buffer]
-        lines += [json.dumps({"candidate": _candidate_json(c)}) for c in self._deferred]
+        lines += [json.dumps({"candidate": _candidate_json(c)}) for c in deferred]
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
@@ -252,7 +254,7 @@ class Aggregator:
             "market data; saved to %s for the next start",
             len(messages),
             len(self._buffer),
-            len(self._deferred),
+            len(deferred),
             path,
         )
 
@@ -588,7 +590,10 @@ class Aggregator:
             if c.ts <= cutoff:
                 self._metrics.mentions_rejected.labels("expired_unknown").inc()
         before = len(live)
+        # Held here until settled: a stop that cancels the lookup spools them, not loses them.
+        self._retrying = live
         await self._handle(live)
+        self._retrying = []
         return len(self._deferred) < before
 
     def _reject(self, c: Candidate, reason: str) -> Recorded:

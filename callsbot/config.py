@@ -29,6 +29,9 @@ ENV_PREFIX = "CALLSBOT_"
 #: Environment variables that steer loading itself rather than naming a setting.
 META_ENV = frozenset({"CALLSBOT_CONFIG", "CALLSBOT_ENV_FILE"})
 STORE_SCHEMES = ("memory", "redis", "rediss")
+HISTORY_SCHEMES = ("sqlite", "postgresql", "postgres")
+#: A relative SQLite path is taken relative to the config file's directory (see load_settings).
+DEFAULT_HISTORY_URL = "sqlite:///callsbot-history.sqlite3"
 
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
@@ -320,6 +323,29 @@ class WebSettings:
     port: int = setting(9108, validator=_check(lambda v: 0 <= v <= 65535, "must be a port"))
 
 
+def _history_url(_inst: Any, _attr: attrs.Attribute[Any], value: str) -> None:
+    scheme = value.split("://", 1)[0].split("+", 1)[0] if "://" in value else ""
+    if scheme not in HISTORY_SCHEMES:
+        known = ", ".join(f"{s}://" for s in HISTORY_SCHEMES)
+        raise ValueError(f"unknown history database scheme in the URL; known: {known}")
+
+
+@attrs.frozen
+class HistorySettings:
+    enabled: bool = setting(True)
+    url: str = setting(DEFAULT_HISTORY_URL, validator=_history_url)
+    password: str | None = setting(None, secret=True)
+    keep_text: bool = setting(True)
+    retention_days: int = setting(0, validator=non_negative)
+    prune_interval_seconds: float = setting(3600.0, validator=positive)
+    batch_size: int = setting(500, validator=positive)
+    queue_size: int = setting(10000, validator=positive)
+    buffer_size: int = setting(100000, validator=positive)
+    spool_path: str = setting("callsbot-history-spool.jsonl")
+    retry_max_seconds: float = setting(30.0, validator=positive)
+    connect_timeout: float = setting(5.0, validator=positive)
+
+
 @attrs.frozen
 class LogSettings:
     level: str = setting("INFO", validator=one_of("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -344,6 +370,7 @@ class Settings:
     alerts: AlertsSettings = attrs.field(factory=AlertsSettings)
     events: EventsSettings = attrs.field(factory=EventsSettings)
     web: WebSettings = attrs.field(factory=WebSettings)
+    history: HistorySettings = attrs.field(factory=HistorySettings)
     log: LogSettings = attrs.field(factory=LogSettings)
 
 
@@ -513,7 +540,25 @@ def load_settings(
     for var in merged_env:
         if var.startswith(ENV_PREFIX) and var not in known_env:
             raise ConfigError(var, "unknown setting in the environment")
+    if path is not None:
+        history = built["history"]
+        url = sqlite_url_next_to(history.url, Path(path).resolve().parent)
+        built["history"] = attrs.evolve(history, url=url)
     return Settings(**built)
+
+
+def sqlite_url_next_to(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite file path made relative to ``base`` (other URLs as given).
+
+    The history's default, ``sqlite:///callsbot-history.sqlite3``, thus lands next to the
+    config file whatever directory callsbot is started from.
+    """
+    scheme, sep, rest = url.partition(":///")
+    if not sep or scheme.split("+", 1)[0] != "sqlite" or not rest or rest.startswith(":memory:"):
+        return url
+    if Path(rest.split("?", 1)[0]).is_absolute():
+        return url
+    return f"{scheme}:///{base / rest}"
 
 
 def missing_for_role(settings: Settings, role: str, *, replay: bool = False) -> list[str]:

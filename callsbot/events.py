@@ -18,6 +18,7 @@ import types
 import typing
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
+from functools import cache
 from typing import Any, ClassVar
 
 import attrs
@@ -81,6 +82,9 @@ class LevelReached(Event):
         level: the count reached (1, 2, 3, ...).
         ts: the message date of the mention that made it ``level`` (outcomes start there).
         ref: the deciding message.
+        groups: the groups in the window at that moment when the publisher knows them without
+            asking the store again (replays do); empty otherwise, and then the history's
+            mentions table tells (every mention of the token dated in (ts − window, ts]).
     """
 
     kind: ClassVar[str] = "level_reached"
@@ -89,6 +93,7 @@ class LevelReached(Event):
     level: int
     ts: int
     ref: MessageRef
+    groups: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -140,7 +145,7 @@ KINDS: dict[str, type[Event]] = {
 
 def encode(event: Event) -> tuple[str, str]:
     """``(kind, JSON)`` of ``event``, for the cross-process stream; :func:`decode` reads it."""
-    return event.kind, json.dumps(_unstructure(event), ensure_ascii=False, allow_nan=False)
+    return event.kind, json.dumps(unstructure(event), ensure_ascii=False, allow_nan=False)
 
 
 def decode(kind: str, payload: str) -> Event:
@@ -153,47 +158,83 @@ def decode(kind: str, payload: str) -> Event:
     if cls is None:
         raise ValueError(f"unknown event kind {kind!r}")
     try:
-        event = _structure(cls, json.loads(payload))
-    except (TypeError, KeyError, AttributeError) as exc:
+        event = structure(json.loads(payload), cls)
+    except ValueError as exc:
         raise ValueError(f"malformed {kind} event: {exc}") from exc
     assert isinstance(event, Event)
     return event
 
 
-def _unstructure(obj: Any) -> Any:
-    if attrs.has(type(obj)):
-        return {f.name: _unstructure(getattr(obj, f.name)) for f in attrs.fields(type(obj))}
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, tuple | list):
-        return [_unstructure(x) for x in obj]
-    return obj
+class CodecError(ValueError):
+    """A value that does not fit the type it should become."""
 
 
-def _structure(tp: Any, data: Any) -> Any:
-    if data is None or tp is Any:
-        return data
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        (inner,) = [a for a in args if a is not type(None)]
-        return _structure(inner, data)
+def unstructure(value: Any) -> Any:
+    """An attrs value (events included) as JSON-ready dicts, lists and scalars."""
+    if attrs.has(type(value)):
+        return {f.name: unstructure(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [unstructure(v) for v in value]
+    return value
+
+
+@cache
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def structure(data: Any, tp: Any) -> Any:
+    """Build a value of type ``tp`` from :func:`unstructure`'s output.
+
+    Raises:
+        CodecError: ``data`` does not fit ``tp``.
+    """
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        if data is None:
+            return None
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return structure(data, args[0])
     if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_structure(args[0], x) for x in data)
-        return tuple(_structure(a, x) for a, x in zip(args, data, strict=True))
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(data)
+        if not isinstance(data, list):
+            raise CodecError(f"expected a list, got {data!r:.60}")
+        items = typing.get_args(tp)
+        if len(items) == 2 and items[1] is Ellipsis:
+            return tuple(structure(v, items[0]) for v in data)
+        if len(items) != len(data):
+            raise CodecError(f"expected {len(items)} items, got {len(data)}")
+        return tuple(structure(v, a) for v, a in zip(data, items, strict=True))
     if isinstance(tp, type) and attrs.has(tp):
-        hints = typing.get_type_hints(tp)
-        fields = attrs.fields(tp)
-        return tp(
-            **{f.name: _structure(hints[f.name], data[f.name]) for f in fields if f.name in data}
-        )
-    if tp is float and isinstance(data, int | float):
-        return float(data)
-    if isinstance(tp, type) and not isinstance(data, tp):
-        raise TypeError(f"expected {tp.__name__}, got {type(data).__name__}")
-    return data
+        if not isinstance(data, dict):
+            raise CodecError(f"expected an object for {tp.__name__}, got {data!r:.60}")
+        hints = _hints(tp)
+        names = {f.name for f in attrs.fields(tp) if f.init}
+        unknown = set(data) - names
+        if unknown:
+            raise CodecError(f"{tp.__name__}: unknown fields {sorted(unknown)}")
+        try:
+            return tp(**{k: structure(v, hints[k]) for k, v in data.items()})
+        except TypeError as exc:
+            raise CodecError(f"{tp.__name__}: {exc}") from None
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(data)
+        except ValueError:
+            raise CodecError(f"{data!r} is not a {tp.__name__}") from None
+    if tp is float:
+        if isinstance(data, int | float) and not isinstance(data, bool):
+            return float(data)
+    elif tp is int:
+        if isinstance(data, int) and not isinstance(data, bool):
+            return data
+    elif tp in (str, bool):
+        if isinstance(data, tp):
+            return data
+    elif tp is Any:
+        return data
+    raise CodecError(f"expected {getattr(tp, '__name__', tp)}, got {data!r:.60}")
 
 
 Handler = Callable[[Event], Awaitable[None]]

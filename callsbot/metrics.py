@@ -57,6 +57,10 @@ class Metrics:
     events_dropped: Counter
     event_handler_errors: Counter
     event_lag: Histogram
+    history_events: Counter
+    history_buffer: Gauge
+    history_up: Gauge
+    history_write_seconds: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -165,6 +169,24 @@ class Metrics:
                 ["subscriber"],
                 registry=r,
                 buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+            ),
+            history_events=_counter(
+                r,
+                "callsbot_history_events",
+                "Events by what the recorder did with them (written, spooled, dropped)",
+                "outcome",
+            ),
+            history_buffer=_gauge(
+                r, "callsbot_history_buffer", "Events waiting to be written to the history"
+            ),
+            history_up=_gauge(
+                r, "callsbot_history_up", "1 when the last history write succeeded, else 0"
+            ),
+            history_write_seconds=Histogram(
+                "callsbot_history_write_seconds",
+                "Duration of one history batch write",
+                registry=r,
+                buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
             ),
         )
 

@@ -32,6 +32,9 @@ def test_defaults_without_file() -> None:
 
 def test_shipped_config_toml_loads_and_documents_every_key() -> None:
     s = load_settings(ROOT / "config.toml", environ={}, env_file=None)
+    # The history's relative SQLite path is taken relative to the config file's directory.
+    assert s.history.url == f"sqlite:///{ROOT / 'callsbot-history.sqlite3'}"
+    s = attrs.evolve(s, history=attrs.evolve(s.history, url=Settings().history.url))
     assert s == Settings()  # the shipped file states the defaults
     text = (ROOT / "config.toml").read_text()
     for name, cls in typing.get_type_hints(Settings).items():

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from callsbot.cli import backfill, check, demo, feed, login, outcome, run, token
+from callsbot.cli import backfill, check, db, demo, feed, history, login, outcome, run, token
 from callsbot.config import Settings, load_settings
 from callsbot.errors import EXIT_CONFIG, ConfigError
 from callsbot.logs import setup_logging
@@ -29,6 +29,8 @@ COMMANDS: dict[str, ModuleType] = {
     "feed": feed,
     "backfill": backfill,
     "demo": demo,
+    "db": db,
+    "history": history,
     "outcome": outcome,
 }
 
@@ -57,6 +59,7 @@ def _load(args: argparse.Namespace) -> Settings:
 
 def _secrets(settings: Settings) -> list[str]:
     values = [settings.telegram.api_hash, settings.cielo.api_key, settings.tg_bot.token]
+    values.append(settings.history.password)
     if settings.telegram.api_id is not None:
         values.append(str(settings.telegram.api_id))
     return [v for v in values if v]
