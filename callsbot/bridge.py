@@ -42,6 +42,8 @@ class StreamPublisher:
     """
 
     name = "stream-publisher"
+    #: Stopped after the producers and the event hub (see :mod:`callsbot.runtime.app`).
+    drains_events = True
 
     def __init__(
         self,

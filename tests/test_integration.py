@@ -31,6 +31,8 @@ import attrs
 import pytest
 import redis.asyncio as aioredis
 
+from callsbot.events import AlertSent
+from callsbot.history.sql import SQLHistory
 from callsbot.sources.replay import channel_peer_id
 from callsbot.store import keys
 from callsbot.testing.cielo import API_KEY, FakeCielo, envelope, swap
@@ -540,3 +542,18 @@ async def run_scenario(
     # The outage was noticed where it should be, and not where it should not.
     assert scorer.count(f"consensus for {TOKEN_E} degraded, store unreachable") == 1
     assert any(m.startswith(f"consensus {TOKEN_A} groups=3") for m in aggregator.messages())
+
+    # 8. Both processes wrote their own events into one history (the default SQLite file).
+    history = SQLHistory(f"sqlite:///{alerts_path.parent / 'callsbot-history.sqlite3'}")
+    try:
+        rows = await history.counts()
+        alerted_in_history = {
+            e.alert.token
+            async for e in history.events(kinds=[AlertSent.kind])
+            if isinstance(e, AlertSent)
+        }
+    finally:
+        await history.aclose()
+    assert alerted_in_history == {TOKEN_A, TOKEN_B, TOKEN_C, TOKEN_E}
+    assert rows["mentions"] >= 1
+    assert rows["scores"] >= len(alerts)

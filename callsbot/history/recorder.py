@@ -54,6 +54,8 @@ class HistoryRecorder:
     """
 
     name = "history"
+    #: Stopped after the producers and the event hub (see :mod:`callsbot.runtime.app`).
+    drains_events = True
 
     def __init__(
         self,
@@ -83,6 +85,7 @@ class HistoryRecorder:
         self._dropping = False
         self._from_spool = 0
         self.subscription: Subscription | None = None
+        self._hub = hub
         if hub is not None:
             self.subscription = hub.subscribe(
                 self.name,
@@ -94,7 +97,13 @@ class HistoryRecorder:
     # -- intake --------------------------------------------------------------------------------
 
     async def accept(self, event: Event) -> None:
-        """Take one event (the hub's handler); never waits on the database."""
+        """Take one event (the hub's handler); never waits on the database.
+
+        An event another process published (it came off the shared stream) is that process's
+        to record.
+        """
+        if self._hub is not None and self._hub.is_remote(event):
+            return
         if len(self._pending) >= self._settings.buffer_size:
             self._metrics.history_events.labels("dropped").inc()
             if not self._dropping:

@@ -56,6 +56,9 @@ async def run(
                 )
             if role != "all":
                 services += roles.build_bridge(parts, role)
+            recorder = await stack.enter_async_context(roles.open_recorder(parts))
+            if recorder is not None:
+                services.append(recorder)
             if settings.web.enabled:
                 services.append(roles.build_web(parts, list(services)))
             await _supervise_all(services, parts, stop, grace_seconds)
@@ -69,13 +72,22 @@ async def run(
 async def _supervise_all(
     services: list[Service], parts: roles.Parts, stop: asyncio.Event, grace_seconds: float
 ) -> None:
-    # The hub stops last: it delivers what the others published while they stopped.
-    hub_stop = asyncio.Event()
-    workers = [s for s in services if s is not parts.events]
+    # Stopping is staged: the producers first, then the hub (it delivers what they published
+    # while stopping), then the services that drain events to somewhere durable (history,
+    # stream), so that nothing published before the stop is left behind in a queue.
+    hub_stop, drain_stop = asyncio.Event(), asyncio.Event()
+    drainers = [s for s in services if getattr(s, "drains_events", False)]
+    workers = [s for s in services if s is not parts.events and s not in drainers]
     hub = asyncio.create_task(
         run_service(parts.events, hub_stop, clock=parts.clock, metrics=parts.metrics),
         name="events",
     )
+    draining = [
+        asyncio.create_task(
+            run_service(s, drain_stop, clock=parts.clock, metrics=parts.metrics), name=s.name
+        )
+        for s in drainers
+    ]
     tasks = [
         asyncio.create_task(
             run_service(s, stop, clock=parts.clock, metrics=parts.metrics), name=s.name
@@ -83,11 +95,29 @@ async def _supervise_all(
         for s in workers
     ]
     stopper = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([*tasks, *draining, stopper], return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
     if not stop.is_set():
         stop.set()  # a service ended on its own (fatal error): stop the others cleanly too
     log.info("stopping (grace %.0fs)", grace_seconds)
+    await _stop_within(tasks, grace_seconds)
+    hub_stop.set()
+    await _stop_within([hub], grace_seconds)
+    drain_stop.set()
+    await _stop_within(draining, grace_seconds)
+    tasks += draining
+    errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
+    for error in errors:
+        if isinstance(error, FatalError):
+            raise error
+    for error in errors:
+        raise FatalError(f"unexpected error: {error!r}") from error
+
+
+async def _stop_within(tasks: list[asyncio.Task[None]], grace_seconds: float) -> None:
+    """Wait for ``tasks`` to end; cancel those still running after the grace period."""
+    if not tasks:
+        return
     _, late = await asyncio.wait(tasks, timeout=grace_seconds)
     for task in late:
         log.error(
@@ -95,17 +125,6 @@ async def _supervise_all(
         )
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    hub_stop.set()
-    _, late_hub = await asyncio.wait([hub], timeout=grace_seconds)
-    for task in late_hub:
-        task.cancel()
-    await asyncio.gather(hub, return_exceptions=True)
-    errors = [t.exception() for t in tasks if not t.cancelled() and t.exception() is not None]
-    for error in errors:
-        if isinstance(error, FatalError):
-            raise error
-    for error in errors:
-        raise FatalError(f"unexpected error: {error!r}") from error
 
 
 def _describe(exc: FatalError) -> str:

@@ -28,6 +28,9 @@ from callsbot.clock import Clock
 from callsbot.config import Settings
 from callsbot.errors import ConfigError
 from callsbot.events import EventHub, LevelReached, MentionRecorded
+from callsbot.history.base import HistoryStore
+from callsbot.history.recorder import HistoryRecorder
+from callsbot.history.sql import open_history
 from callsbot.market.gate import open_market
 from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
@@ -267,6 +270,32 @@ def build_bridge(parts: Parts, role: str) -> list[Service]:
         kinds=kinds,
     )
     return [publisher, reader]
+
+
+@contextlib.asynccontextmanager
+async def open_recorder(
+    parts: Parts, *, history: HistoryStore | None = None, spool: Path | None = None
+) -> AsyncIterator[HistoryRecorder | None]:
+    """The history recorder subscribed to ``parts.events`` (``None`` when ``[history]`` is off).
+
+    ``history`` may be handed in (the demo's own database); it is closed on exit either way.
+    """
+    s = parts.settings.history
+    if history is None and not s.enabled:
+        yield None
+        return
+    store = history if history is not None else open_history(s)
+    try:
+        yield HistoryRecorder(
+            store,
+            settings=s,
+            clock=parts.clock,
+            metrics=parts.metrics,
+            hub=parts.events,
+            spool=spool if spool is not None else Path(s.spool_path),
+        )
+    finally:
+        await store.aclose()
 
 
 def build_store_probe(parts: Parts) -> StoreProbe:
