@@ -45,6 +45,8 @@ class Timing:
         tick_seconds: sending the browsers the server's clock.
         keepalive_seconds: a comment on an idle stream, so proxies keep it open.
         retry_ms: how long a browser waits before reconnecting (the stream's ``retry:``).
+        flush_seconds: after a write to a client, events for it are gathered this long (up
+            to twice that, by client) into the next write (0: one write per event).
     """
 
     refresh_seconds: float = 1.0
@@ -52,6 +54,7 @@ class Timing:
     tick_seconds: float = 5.0
     keepalive_seconds: float = 15.0
     retry_ms: int = 2000
+    flush_seconds: float = 0.03
 
 
 class Dashboard:

@@ -191,9 +191,16 @@ class DashboardState:
         return entry
 
     def _mention(self, event: MentionRecorded) -> list[Update]:
+        known = event.token in self._tokens
         entry = self._entry(event.token, event.chain, event.at)
         ts = min(event.ref.ts, int(event.at))  # the store clamps future dates to now, likewise
-        entry.calls[event.ref.group] = max(entry.calls.get(event.ref.group, 0), ts)
+        ts = max(entry.calls.get(event.ref.group, 0), ts)
+        entry.calls[event.ref.group] = ts
+        if known and self._weights is None:
+            # The hot path: a call on a row the browsers have is sent as just the call (the
+            # browser counts the groups and the tier itself), not as the whole row again.
+            call = {"group": clean(event.ref.group, MAX_GROUP_CHARS), "ts": ts}
+            return [Update("call", {"at": event.at, "token": event.token, "call": call})]
         return [self._row_update(entry, event.at, at=event.at), *self._trim(event.at)]
 
     def _scored(self, event: BuyScored) -> list[Update]:
@@ -339,16 +346,7 @@ class DashboardState:
             "name": t.name,
             "groups": len(calls),
             "tier_points": tier_points(len(calls), self._tiers),
-            "calls": [
-                {
-                    "group": clean(g, MAX_GROUP_CHARS),
-                    "ts": ts,
-                    "expires": ts + self._window,
-                    "weight": weights[g].weight if g in weights else None,
-                    "discount": weights[g].discount if g in weights else None,
-                }
-                for g, ts in calls
-            ],
+            "calls": [_call_json(g, ts, weights.get(g)) for g, ts in calls],
             "smart_money": _buy_json(t),
             "score": _card_json(t),
             "market": _verdict_json(t),
@@ -455,6 +453,13 @@ _REASONS = {
     Reason.UNKNOWN_NOW: "unknown right now",
     Reason.OK: "ok",
 }
+
+
+def _call_json(group: str, ts: int, weight: CallWeight | None) -> dict[str, Any]:
+    call: dict[str, Any] = {"group": clean(group, MAX_GROUP_CHARS), "ts": ts}
+    if weight is not None:
+        call["weight"], call["discount"] = weight.weight, weight.discount
+    return call
 
 
 def _interval_json(i: Interval) -> dict[str, Any]:

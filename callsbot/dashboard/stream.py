@@ -71,13 +71,15 @@ class Client:
     Args:
         maxsize: frames it may fall behind before it is dropped.
         abort: ends its connection at once (called when it is dropped).
+        phase: 0..1, spreads the clients' gathering intervals (see the events view).
     """
 
-    def __init__(self, maxsize: int, abort: Callable[[], None]) -> None:
+    def __init__(self, maxsize: int, abort: Callable[[], None], *, phase: float = 0.0) -> None:
+        self.phase = phase
         self._frames: collections.deque[bytes] = collections.deque()
         self._maxsize = maxsize
         self._abort = abort
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self.dropped: str | None = None
 
     @property
@@ -93,7 +95,7 @@ class Client:
             self.drop("slow")
             return False
         self._frames.append(frame)
-        self._wake.set()
+        self._wake()
         return True
 
     def drop(self, reason: str, *, abort: bool = True) -> None:
@@ -105,22 +107,35 @@ class Client:
         if self.dropped is None:
             self.dropped = reason
             self._frames.clear()
-            self._wake.set()
+            self._wake()
             if abort:
                 self._abort()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def next(self, wait_seconds: float) -> list[bytes]:
         """The frames queued, waiting up to ``wait_seconds`` for one; ``[]`` when none came."""
         if not self._frames and self.dropped is None:
-            self._wake.clear()
-            waiter = asyncio.ensure_future(self._wake.wait())
+            # A bare future and a timer: this runs for every client on every event, and a
+            # task per wait (asyncio.wait on Event.wait) costs several times more.
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(wait_seconds, _resolve, waiter)
             try:
-                await asyncio.wait({waiter}, timeout=wait_seconds)
+                await waiter
             finally:
-                waiter.cancel()
+                timer.cancel()
+                self._waiter = None
         frames = list(self._frames)
         self._frames.clear()
         return frames
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Broadcaster:
@@ -150,6 +165,7 @@ class Broadcaster:
         self._next_id = first_id
         self._metrics = StreamMetrics.create(metrics)
         self._closed = False
+        self._joined = 0
 
     @property
     def last_id(self) -> int:
@@ -197,7 +213,8 @@ class Broadcaster:
         if len(self._clients) >= self._max_clients:
             self._metrics.dropped.labels("full").inc()
             raise TooManyClients(f"{len(self._clients)} dashboard clients already")
-        client = Client(self._client_queue, abort)
+        client = Client(self._client_queue, abort, phase=(self._joined % 16) / 16)
+        self._joined += 1
         self._clients.add(client)
         self._metrics.clients.set(len(self._clients))
         return client, self.missed(last_id)

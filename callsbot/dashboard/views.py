@@ -12,6 +12,7 @@ Every view is a GET: the dashboard changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Collection
 from importlib import resources
@@ -136,6 +137,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         await response.write(f"retry: {dash.timing.retry_ms}\n\n".encode() + b"".join(missed))
         quiet = 0.0
+        flush = dash.timing.flush_seconds
         while client.dropped is None:
             frames = await client.next(_LIVENESS_SECONDS)
             if client.dropped is not None:
@@ -143,6 +145,13 @@ async def events(request: web.Request) -> web.StreamResponse:
             if frames:
                 quiet = 0.0
                 await response.write(b"".join(frames))
+                if flush > 0:
+                    # What arrives meanwhile goes out in one write: under load one send per
+                    # client per interval instead of one per event, while the first event
+                    # after a quiet spell leaves at once. Each client's interval differs a
+                    # little (its phase), so the writes to all clients do not fall due in the
+                    # same loop iteration and hold the pipeline up together.
+                    await asyncio.sleep(flush * (1 + client.phase))
                 continue
             transport = request.transport
             if transport is None or transport.is_closing():

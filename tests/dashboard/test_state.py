@@ -5,6 +5,7 @@ from __future__ import annotations
 from callsbot.config import Settings
 from callsbot.dashboard.sources import (
     AlertKey,
+    CallWeight,
     CopyRelation,
     GroupRow,
     GroupsView,
@@ -32,15 +33,15 @@ def test_mentions_make_a_row_with_groups_calls_and_the_tier() -> None:
     st = state()
     st.apply(verdict(TOKEN, T0))
     (update,) = st.apply(mention(TOKEN, "@a", T0))
-    assert update.kind == "token"
-    st.apply(mention(TOKEN, "@b", T0 + 60, count=2))
+    assert update.kind == "token"  # a new row: all of it
+    assert update.data["token"]["groups"] == 1
+    (update,) = st.apply(mention(TOKEN, "@b", T0 + 60, count=2))
+    assert update.kind == "call"  # a row the browsers have: just the call
+    assert update.data == {"at": T0 + 60, "token": TOKEN, "call": {"group": "@b", "ts": T0 + 60}}
     row = st.row(TOKEN, T0 + 120)
     assert row is not None
     assert (row["groups"], row["tier_points"], row["symbol"]) == (2, 1, "MOONCAT")
-    assert [(c["group"], c["ts"], c["expires"]) for c in row["calls"]] == [
-        ("@a", T0, T0 + 3600),
-        ("@b", T0 + 60, T0 + 3660),
-    ]
+    assert row["calls"] == [{"group": "@a", "ts": T0}, {"group": "@b", "ts": T0 + 60}]
     assert (row["status"], row["why"]) == ("no_buy", "no smart-money buy yet")
     st.apply(mention(TOKEN, "@c", T0 + 90, count=3))
     assert st.row(TOKEN, T0 + 120)["tier_points"] == 2  # type: ignore[index]
@@ -98,7 +99,7 @@ def test_calls_leave_with_the_window_and_empty_rows_go() -> None:
     st.apply(mention(TOKEN, "@b", T0 + 1800, count=2))
     assert st.expire(T0 + 1000) == []
     (update,) = st.expire(T0 + 3600)
-    assert update.kind == "token"
+    assert update.kind == "token"  # the row again, one group fewer
     assert update.data["token"]["groups"] == 1
     (gone,) = st.expire(T0 + 1800 + 3600)
     assert (gone.kind, gone.data) == ("token_removed", {"token": TOKEN})
@@ -162,3 +163,15 @@ def test_outcome_cells_fill_in_per_horizon() -> None:
         "24h": None,
     }
     assert st.set_outcomes({AlertKey(TOKEN, T0): {"5m": 1.4}}) == []
+
+
+def test_weighted_consensus_sends_each_calls_weight_and_discount() -> None:
+    weights = {"@a": CallWeight(1.5, 0.0), "@b": CallWeight(0.5, 0.25)}
+    st = state(weights=lambda token, groups: {g: weights[g] for g in groups})
+    st.apply(mention(TOKEN, "@a", T0))
+    (update,) = st.apply(mention(TOKEN, "@b", T0 + 1, count=2))
+    assert update.kind == "token"  # weights may change with every call: the whole row
+    assert update.data["token"]["calls"] == [
+        {"group": "@a", "ts": T0, "weight": 1.5, "discount": 0.0},
+        {"group": "@b", "ts": T0 + 1, "weight": 0.5, "discount": 0.25},
+    ]

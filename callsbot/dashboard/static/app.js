@@ -158,7 +158,7 @@
 
   function callsCell(row, now, windowS) {
     const td = el("td", "c-calls");
-    const live = row.calls.filter((c) => c.expires > now);
+    const live = row.calls.filter((c) => c.ts + windowS > now);
     if (!live.length) td.appendChild(el("span", "dim", row.groups ? "" : "no call in the window"));
     for (const c of live) {
       const call = el("div", "call");
@@ -169,7 +169,7 @@
       call.appendChild(el("span", "age", span(now - c.ts) + " ago"));
       const bar = el("span", "bar");
       const fill = el("span", "fill");
-      const left = Math.max(0, c.expires - now);
+      const left = Math.max(0, c.ts + windowS - now);
       const share = Math.min(1, left / windowS);
       fill.style.width = (100 * share).toFixed(1) + "%";
       if (share < 0.1) fill.classList.add("ending");
@@ -396,6 +396,13 @@
 
   // -- state changes ------------------------------------------------------------------------
 
+  function tierPoints(groups) {
+    // The highest tier whose min_groups is at most groups (scoring.tier_points).
+    let best = null;
+    for (const t of state.snap.tiers) if (t.min_groups <= groups && (!best || t.min_groups > best.min_groups)) best = t;
+    return best ? best.points : 0;
+  }
+
   function takeSnapshot(snap) {
     state.snap = snap;
     state.tokens = new Map(snap.tokens.map((r) => [r.token, r]));
@@ -412,6 +419,20 @@
       case "token":
         state.tokens.set(data.token.token, data.token);
         break;
+      case "call": {
+        // One more call on a row this page has: update it here rather than resend the row.
+        const row = state.tokens.get(data.token);
+        if (!row) break;
+        const i = row.calls.findIndex((c) => c.group === data.call.group);
+        if (i >= 0) row.calls[i] = data.call;
+        else row.calls.push(data.call);
+        row.calls.sort((a, b) => a.ts - b.ts);
+        const live = row.calls.filter((c) => c.ts + state.snap.window_s > data.now).length;
+        row.groups = live;
+        row.tier_points = tierPoints(live);
+        row.updated = Math.max(row.updated, data.at);
+        break;
+      }
       case "token_removed":
         state.tokens.delete(data.token);
         break;
