@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench import cases
+from bench import cases, dashboard
 from bench.report import Row, machine, table, write_json
 from callsbot.testing.redis_server import RedisServer
 
@@ -36,6 +36,7 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "5": ("end to end", cases.case_end_to_end),
     "6": ("market requests", cases.case_market_requests),
     "7": ("memory", cases.case_memory),
+    "8": ("dashboard", dashboard.case_dashboard),
 }
 
 
@@ -47,6 +48,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=float(os.environ.get("BENCH_E2E_SECONDS", "20")),
         help="duration of each end-to-end run at the offered load (default 20, or "
         "$BENCH_E2E_SECONDS)",
+    )
+    parser.add_argument(
+        "--dash-seconds",
+        type=float,
+        default=float(os.environ.get("BENCH_DASH_SECONDS", "30")),
+        help="duration of each dashboard run (case 8; default 30, or $BENCH_DASH_SECONDS)",
     )
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case numbers")
     parser.add_argument(
@@ -98,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: cannot start redis-server: {exc}", file=sys.stderr)
             return 2
         try:
-            cfg = cases.Config(redis_url=server.url, e2e_seconds=args.e2e_seconds)
+            cfg = cases.Config(
+                redis_url=server.url,
+                e2e_seconds=args.e2e_seconds,
+                dash_seconds=args.dash_seconds,
+            )
             version = asyncio.run(redis_version(server.url))
             rows = asyncio.run(run_cases(cfg, wanted))
         except Exception:
