@@ -14,13 +14,14 @@ from callsbot.alert import Alert
 from callsbot.clock import FakeClock
 from callsbot.config import Settings
 from callsbot.dashboard.service import Dashboard
+from callsbot.dashboard.sources import DashboardSources
 from callsbot.events import AlertSent, BuyScored, Event, MentionRecorded, VerdictMade
 from callsbot.metrics import Metrics
 from callsbot.models import Buy, MarketSnapshot, MessageRef, Reason, Status, Verdict
 from callsbot.runtime.roles import Parts, build_dashboard, build_web, make_parts
 from callsbot.scoring import Consensus, ScoreCard, ScoreLine
 from callsbot.store import MemoryStore
-from callsbot.web import WebContext
+from callsbot.web import WebContext, WebServer
 
 T0 = 1_700_000_000
 TOKEN = "4SnveCiNfJHt4JwQhJRWzFTudUTAFbzCNwiTST4rpump"
@@ -108,6 +109,7 @@ class Served:
     clock: FakeClock
     ctx: WebContext
     dashboard: Dashboard
+    web: WebServer
 
     async def publish(self, *events: Event) -> None:
         """Publish through the hub and deliver at once."""
@@ -116,16 +118,21 @@ class Served:
         await self.parts.events.drain()
 
 
-def served(settings: Settings | None = None, *, clock: FakeClock | None = None) -> Served:
+def served(
+    settings: Settings | None = None,
+    *,
+    clock: FakeClock | None = None,
+    sources: DashboardSources | None = None,
+) -> Served:
     """Parts, the dashboard subscribed to their hub and the web context, as ``run`` wires them."""
     settings = settings if settings is not None else Settings()
     clock = clock if clock is not None else FakeClock(float(T0))
     metrics = Metrics.create()
     store = MemoryStore(window=settings.store.window_seconds, clock=clock)
     parts = make_parts(settings, clock=clock, metrics=metrics, store=store, market=None)
-    dash = build_dashboard(parts, [parts.events])
+    dash = build_dashboard(parts, [parts.events], sources=sources)
     web = build_web(parts, [parts.events, dash], dashboard=dash)
-    return Served(parts, clock, web.context, dash)
+    return Served(parts, clock, web.context, dash, web)
 
 
 @attrs.frozen

@@ -22,9 +22,19 @@ import pytest
 
 from callsbot.alert import clean
 from callsbot.config import Settings
+from callsbot.dashboard.sources import (
+    AlertKey,
+    CopyRelation,
+    DashboardSources,
+    GroupRow,
+    GroupsView,
+    Interval,
+    ScoreboardRow,
+)
 from callsbot.demo import DemoRun, Serve, open_demo
 from callsbot.sources.replay import RecordedMessage
 from callsbot.testing.dexscreener import make_pair
+from tests.dashboard.rig import T0, TOKEN, alert_sent, mention, served, verdict
 
 CHROMIUM = Path(os.environ.get("CALLSBOT_CHROMIUM", "/usr/bin/chromium"))
 ARTEFACTS = Path(__file__).resolve().parents[2] / "artefacts"
@@ -147,4 +157,66 @@ async def test_the_dashboard_shows_consensus_forming_in_chromium(
         finally:
             await browser.close()
     assert dialogs == []
+    assert problems == []
+
+
+SCOREBOARD = [
+    ScoreboardRow("0", Interval(0.08, 0.04, 0.15, 120)),
+    ScoreboardRow("1", Interval(0.14, 0.09, 0.21, 160)),
+    ScoreboardRow("2", Interval(0.27, 0.18, 0.38, 70)),
+    ScoreboardRow("3+", Interval(0.41, 0.27, 0.57, 37)),
+]
+GROUPS = GroupsView(
+    (
+        GroupRow("@MarksGems", Interval(0.33, 0.21, 0.47, 45), 45, 12),
+        GroupRow("@batman_gem", Interval(0.22, 0.13, 0.35, 50), 50, 9),
+    ),
+    (CopyRelation("@MarksGems", "@pfultimate", 14, 95.0),),
+)
+
+
+async def scoreboard() -> list[ScoreboardRow]:
+    return SCOREBOARD
+
+
+async def groups() -> GroupsView:
+    return GROUPS
+
+
+async def outcomes(keys: object) -> dict[AlertKey, dict[str, float | None]]:
+    return {AlertKey(TOKEN, T0 + 5): {"5m": 1.42, "15m": 0.87}}
+
+
+@pytest.mark.timeout(120)
+async def test_provider_panels_draw_whiskers_and_outcome_cells(playwright_api: Any) -> None:
+    """The panels other parts will feed: stand-in providers, drawn with SVG and text only."""
+    pw = playwright_api
+    expect = pw.expect
+    rig = served(sources=DashboardSources(outcomes=outcomes, scoreboard=scoreboard, groups=groups))
+    await rig.publish(verdict(TOKEN, T0), mention(TOKEN, "@a", T0), alert_sent(TOKEN, T0 + 5))
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(rig.dashboard.run(stop)), asyncio.create_task(rig.web.run(stop))]
+    problems: list[str] = []
+    try:
+        port = await rig.web.listening()
+        async with pw.async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=str(CHROMIUM))
+            try:
+                page = await browser.new_page(viewport={"width": 1600, "height": 700})
+                page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+                await page.goto(f"http://127.0.0.1:{port}/dash")
+                await expect(page.locator("#scoreboard svg circle")).to_have_count(4)
+                await expect(page.locator("#scoreboard svg")).to_contain_text("n=37")
+                await expect(page.locator("#groups svg circle")).to_have_count(2)
+                await expect(page.locator("#groups .copies")).to_contain_text("@pfultimate")
+                cells = page.locator("#alerts tr td.out")
+                await expect(cells).to_have_text(["×1.4", "×0.9", "·", "·", "·"])
+                ARTEFACTS.mkdir(exist_ok=True)
+                await page.screenshot(path=str(ARTEFACTS / "dashboard-providers.png"))
+            finally:
+                await browser.close()
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
     assert problems == []

@@ -225,17 +225,32 @@
     return td;
   }
 
+  const rowElements = new Map();
+
   function renderTokens(now) {
     const body = $("tokens");
     const windowS = state.snap.window_s;
     const rows = [...state.tokens.values()].sort(
       (a, b) => b.groups - a.groups || (b.score ? b.score.total : -1) - (a.score ? a.score.total : -1) || b.updated - a.updated,
     );
-    clear(body);
+    // Rows are kept per token and refilled in place (and moved into order), so a row the
+    // trader is looking at stays the same element across renders.
+    const keep = new Set(rows.map((r) => r.token));
+    for (const [token, tr] of rowElements) {
+      if (!keep.has(token)) {
+        tr.remove();
+        rowElements.delete(token);
+      }
+    }
     for (const row of rows) {
-      const tr = el("tr", "s-" + row.status);
-      tr.dataset.token = row.token;
-      tr.append(tokenCell(row), groupsCell(row), callsCell(row, now, windowS), moneyCell(row), scoreCell(row), whyCell(row));
+      let tr = rowElements.get(row.token);
+      if (!tr) {
+        tr = el("tr");
+        tr.dataset.token = row.token;
+        rowElements.set(row.token, tr);
+      }
+      tr.className = "s-" + row.status;
+      tr.replaceChildren(tokenCell(row), groupsCell(row), callsCell(row, now, windowS), moneyCell(row), scoreCell(row), whyCell(row));
       body.appendChild(tr);
     }
     $("tokens-empty").hidden = rows.length > 0;
@@ -270,7 +285,8 @@
       for (const h of horizons) {
         const v = a.outcomes ? a.outcomes[h] : null;
         if (a.outcomes) outcomes = true;
-        const td = el("td", "mono out", v === null || v === undefined ? "·" : "×" + v.toFixed(2));
+        const td = el("td", "mono out", v === null || v === undefined ? "·" : "×" + v.toFixed(1));
+        td.title = "+" + h + ": " + (v === null || v === undefined ? "not resolved yet" : "×" + v.toFixed(3));
         if (v !== null && v !== undefined) td.classList.add(v >= 1 ? "up" : "down");
         tr.appendChild(td);
       }
@@ -283,9 +299,10 @@
   }
 
   function whisker(rows, label) {
-    const W = 360, ROW = 22, PAD = 46, H = rows.length * ROW + 18;
+    // Drawn in CSS pixels at the panel's width, so the text keeps the page's size.
+    const W = 560, ROW = 20, PAD = 110, H = rows.length * ROW + 18;
     const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "whiskers", role: "img" });
-    const x = (f) => PAD + f * (W - PAD - 60);
+    const x = (f) => PAD + f * (W - PAD - 96);
     for (const f of [0, 0.25, 0.5, 0.75, 1]) {
       s.appendChild(svg("line", { x1: x(f), x2: x(f), y1: 0, y2: H - 14, class: "grid" }));
       const t = svg("text", { x: x(f), y: H - 2, class: "axis", "text-anchor": "middle" });
@@ -300,7 +317,7 @@
       s.appendChild(svg("line", { x1: x(r.low), x2: x(r.high), y1: y, y2: y, class: "ci" }));
       for (const e of [r.low, r.high]) s.appendChild(svg("line", { x1: x(e), x2: x(e), y1: y - 5, y2: y + 5, class: "ci" }));
       if (r.rate !== null) s.appendChild(svg("circle", { cx: x(r.rate), cy: y, r: 4, class: "dot" }));
-      const n = svg("text", { x: W - 54, y: y + 4, class: "n" });
+      const n = svg("text", { x: W - 88, y: y + 4, class: "n" });
       n.textContent = (r.rate === null ? "–" : pct(r.rate)) + "  n=" + r.n;
       s.appendChild(n);
     });
@@ -335,7 +352,7 @@
       return;
     }
     if (g.leaderboard.length) {
-      box.appendChild(whisker(g.leaderboard.slice(0, 12), (r) => r.group.length > 9 ? r.group.slice(0, 8) + "…" : r.group));
+      box.appendChild(whisker(g.leaderboard.slice(0, 12), (r) => (r.group.length > 16 ? r.group.slice(0, 15) + "…" : r.group)));
     }
     if (g.copies.length) {
       const t = el("table", "copies");
