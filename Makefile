@@ -6,13 +6,13 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 ROLE_CONFIG ?= config.toml
 
-.PHONY: all help install redis-server postgresql test lint typecheck run run-aggregator run-scorer \
+.PHONY: all help install redis-server postgresql chromium test lint typecheck run run-aggregator run-scorer \
         login check bench demo clean format
 
 all: lint typecheck test
 
 help:
-	@echo "make test        create .venv, install, get redis-server and postgresql, run the tests"
+	@echo "make test        create .venv, install, get redis-server, postgresql and chromium, run the tests"
 	@echo "make lint        ruff check + format check + import contract (lint-imports)"
 	@echo "make typecheck   mypy --strict on callsbot/"
 	@echo "make run         every role in one process (python -m callsbot run)"
@@ -67,7 +67,20 @@ postgresql:
 	fi
 	@ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -1 || command -v initdb
 
-test: $(STAMP) redis-server postgresql
+# The dashboard's browser test drives Debian's Chromium through Playwright (never a browser
+# download of Playwright's own). Without it the test is skipped, unless CALLSBOT_REQUIRE_BROWSER=1.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@[ -x $(CHROMIUM) ] || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "chromium missing: installing Debian's package (for the dashboard's browser test)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing and cannot be installed here (not root): the browser test is skipped."; \
+	    echo "Install it (Debian/Ubuntu: apt-get install chromium) to run it."; \
+	  fi; }
+
+test: $(STAMP) redis-server postgresql chromium
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

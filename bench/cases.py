@@ -46,6 +46,8 @@ class Config:
     e2e_seconds: float = 20.0
     e2e_rate: float = 1000.0
     rounds: int = 5
+    dash_seconds: float = 30.0
+    dash_rounds: int = 2
     seed: int = 20241125
 
 

@@ -159,7 +159,7 @@ async def case_history(pg_url: str | None, *, rounds: int = 3, seed: int = 7) ->
             baseline = max(baseline, await _raw_sqlite(f"{tmp}/b{r}.db", events))
         rows.append(
             Row(
-                "8",
+                "9",
                 "history recorder, SQLite (WAL): mentions written",
                 subject,
                 "events/s",
@@ -179,7 +179,7 @@ async def case_history(pg_url: str | None, *, rounds: int = 3, seed: int = 7) ->
                 baseline = max(baseline, await _raw_postgres(url, events))
             rows.append(
                 Row(
-                    "8",
+                    "9",
                     "history recorder, PostgreSQL: mentions written",
                     subject,
                     "events/s",
@@ -207,7 +207,7 @@ async def _sizes(tmp: str, pg_url: str | None, seed: int) -> list[Row]:
     per_million = path.stat().st_size * 1_000_000 / n
     rows = [
         Row(
-            "8",
+            "9",
             "history size per million mentions, SQLite",
             per_million / 2**20,
             "MiB",
@@ -225,7 +225,7 @@ async def _sizes(tmp: str, pg_url: str | None, seed: int) -> list[Row]:
         await history.aclose()
         rows.append(
             Row(
-                "8",
+                "9",
                 "history size per million mentions, PostgreSQL",
                 float(size or 0) * 1_000_000 / n / 2**20,
                 "MiB",

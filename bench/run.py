@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench import buy_alert, cases
+from bench import buy_alert, cases, dashboard
 from bench.history import case_history
 from bench.report import Row, machine, table, write_json
 from callsbot.testing.pg_server import PostgresServer
@@ -40,6 +40,7 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "7": ("memory", cases.case_memory),
     "8": ("buy → alert", lambda cfg: buy_alert.case_buy_to_alert(seed=cfg.seed)),
     "9": ("history", lambda cfg: case_history(cfg.pg_url)),
+    "10": ("dashboard", dashboard.case_dashboard),
 }
 
 
@@ -51,6 +52,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=float(os.environ.get("BENCH_E2E_SECONDS", "20")),
         help="duration of each end-to-end run at the offered load (default 20, or "
         "$BENCH_E2E_SECONDS)",
+    )
+    parser.add_argument(
+        "--dash-seconds",
+        type=float,
+        default=float(os.environ.get("BENCH_DASH_SECONDS", "30")),
+        help="duration of each dashboard run (case 8; default 30, or $BENCH_DASH_SECONDS)",
     )
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case numbers")
     parser.add_argument(
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 redis_url=server.url,
                 pg_url=pg.url() if pg else None,
                 e2e_seconds=args.e2e_seconds,
+                dash_seconds=args.dash_seconds,
             )
             version = asyncio.run(redis_version(server.url))
             rows = asyncio.run(run_cases(cfg, wanted))

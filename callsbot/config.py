@@ -11,6 +11,7 @@ them into exit status 2.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
@@ -308,6 +309,16 @@ class AlertsSettings:
     log: bool = setting(True)
 
 
+#: Shortest web token accepted: a bearer token guessed online must not be guessable.
+WEB_TOKEN_MIN_CHARS = 16
+
+
+def _web_token(_inst: Any, _attr: attrs.Attribute[Any], value: str | None) -> None:
+    _header_value(_inst, _attr, value)
+    if value is not None and len(value) < WEB_TOKEN_MIN_CHARS:
+        raise ValueError(f"must be at least {WEB_TOKEN_MIN_CHARS} characters")
+
+
 @attrs.frozen
 class EventsSettings:
     subscriber_queue: int = setting(10_000, validator=positive)
@@ -321,6 +332,45 @@ class WebSettings:
     enabled: bool = setting(True)
     host: str = setting("127.0.0.1")
     port: int = setting(9108, validator=_check(lambda v: 0 <= v <= 65535, "must be a port"))
+    #: Bearer token for every view but /healthz; required when ``host`` is not a loopback address.
+    token: str | None = setting(None, secret=True, validator=_web_token)
+    #: The browser dashboard (/dash) and its event stream.
+    dashboard: bool = setting(True)
+    #: Most live-update clients at once; one more gets 503.
+    sse_max_clients: int = setting(16, validator=positive)
+    #: Events kept for clients that reconnect with Last-Event-ID.
+    sse_buffer: int = setting(2000, validator=positive)
+    #: Events waiting for one client before it counts as too slow and is dropped.
+    sse_client_queue: int = setting(512, validator=positive)
+    sse_keepalive_seconds: float = setting(15.0, validator=positive)
+    #: What the browser waits before reconnecting (sent as the stream's ``retry:``), ms.
+    sse_retry_ms: int = setting(2000, validator=positive)
+
+    @property
+    def loopback(self) -> bool:
+        """Whether ``host`` only accepts connections from this machine."""
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP address (``127.0.0.0/8``, ``::1``); not ``0.0.0.0``/``""``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def web_exposure_problem(web: WebSettings) -> ConfigError | None:
+    """The error when the web server would listen beyond this machine without a token."""
+    if web.enabled and not web.loopback and not web.token:
+        return ConfigError(
+            env_name("web", "token"),
+            f"required when web.host is {web.host!r} (not a loopback address): every view "
+            "but /healthz then needs it as a bearer token",
+        )
+    return None
 
 
 def _history_url(_inst: Any, _attr: attrs.Attribute[Any], value: str) -> None:
@@ -544,7 +594,11 @@ def load_settings(
         history = built["history"]
         url = sqlite_url_next_to(history.url, Path(path).resolve().parent)
         built["history"] = attrs.evolve(history, url=url)
-    return Settings(**built)
+    settings = Settings(**built)
+    exposed = web_exposure_problem(settings.web)
+    if exposed is not None:
+        raise exposed
+    return settings
 
 
 def sqlite_url_next_to(url: str, base: Path) -> str:

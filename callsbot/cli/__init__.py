@@ -60,6 +60,7 @@ def _load(args: argparse.Namespace) -> Settings:
 def _secrets(settings: Settings) -> list[str]:
     values = [settings.telegram.api_hash, settings.cielo.api_key, settings.tg_bot.token]
     values.append(settings.history.password)
+    values.append(settings.web.token)
     if settings.telegram.api_id is not None:
         values.append(str(settings.telegram.api_id))
     return [v for v in values if v]

@@ -60,7 +60,11 @@ async def run(
             if recorder is not None:
                 services.append(recorder)
             if settings.web.enabled:
-                services.append(roles.build_web(parts, list(services)))
+                dashboard = None
+                if settings.web.dashboard:
+                    dashboard = roles.build_dashboard(parts, list(services))
+                    services.append(dashboard)
+                services.append(roles.build_web(parts, list(services), dashboard=dashboard))
             await _supervise_all(services, parts, stop, grace_seconds)
     except FatalError as exc:
         log.error("fatal: %s", _describe(exc))

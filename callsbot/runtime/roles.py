@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -26,8 +27,20 @@ from callsbot.aggregator import Aggregator
 from callsbot.bridge import StreamPublisher, StreamReader, process_origin
 from callsbot.clock import Clock
 from callsbot.config import Settings
+from callsbot.dashboard.service import Dashboard, Timing
+from callsbot.dashboard.sources import DashboardSources
+from callsbot.dashboard.state import DashboardState
+from callsbot.dashboard.stream import Broadcaster
+from callsbot.dashboard.views import extension as dashboard_views
 from callsbot.errors import ConfigError
-from callsbot.events import EventHub, LevelReached, MentionRecorded
+from callsbot.events import (
+    AlertSent,
+    BuyScored,
+    EventHub,
+    LevelReached,
+    MentionRecorded,
+    VerdictMade,
+)
 from callsbot.history.base import HistoryStore
 from callsbot.history.recorder import HistoryRecorder
 from callsbot.history.sql import open_history
@@ -308,10 +321,69 @@ def build_store_probe(parts: Parts) -> StoreProbe:
     )
 
 
-def build_web(parts: Parts, services: Sequence[Service]) -> WebServer:
-    """The HTTP server whose readiness asks ``services``."""
+def build_dashboard(
+    parts: Parts,
+    services: Sequence[Service],
+    *,
+    sources: DashboardSources | None = None,
+    rate: float = 1.0,
+    sleep: Sleep = asyncio.sleep,
+) -> Dashboard:
+    """The dashboard, subscribed to the hub; its health panel asks ``services``.
+
+    ``sources`` plugs in the optional panels' providers (outcomes, scoreboard, groups, weights);
+    readiness defaults to ``services``. ``rate`` is simulated seconds per wall second (the
+    demo's speed). ``sleep`` paces its refresh loop on the wall clock: browsers are real time.
+    """
+    s = parts.settings
+    checked = list(services)
+    sources = sources if sources is not None else DashboardSources()
+    if sources.health is None:
+        sources = attrs.evolve(
+            sources, health=lambda: [reason for svc in checked for reason in svc.health()]
+        )
+    dashboard = Dashboard(
+        state=DashboardState(
+            window=parts.store.window,
+            tiers=s.consensus.tiers,
+            threshold=s.scoring.alert_threshold,
+            weights=sources.weights,
+        ),
+        broadcaster=Broadcaster(
+            buffer=s.web.sse_buffer,
+            max_clients=s.web.sse_max_clients,
+            client_queue=s.web.sse_client_queue,
+            metrics=parts.metrics,
+            # Ids keep increasing across restarts, so a browser holding an id from the last
+            # process is told to reload instead of resuming into the wrong stream.
+            first_id=time.time_ns() // 1000,
+        ),
+        clock=parts.clock,
+        sources=sources,
+        window=parts.store,
+        timing=Timing(keepalive_seconds=s.web.sse_keepalive_seconds, retry_ms=s.web.sse_retry_ms),
+        rate=rate,
+        sleep=sleep,
+    )
+    parts.events.subscribe(
+        "dashboard",
+        dashboard.handle,
+        kinds=[MentionRecorded, BuyScored, AlertSent, VerdictMade],
+    )
+    return dashboard
+
+
+def build_web(
+    parts: Parts, services: Sequence[Service], *, dashboard: Dashboard | None = None
+) -> WebServer:
+    """The HTTP server whose readiness asks ``services``, with ``dashboard``'s views if given."""
     ctx = WebContext(
-        services=list(services), window=parts.store, clock=parts.clock, metrics=parts.metrics
+        services=list(services),
+        window=parts.store,
+        clock=parts.clock,
+        metrics=parts.metrics,
+        token=parts.settings.web.token,
+        extensions=[dashboard_views(dashboard)] if dashboard is not None else [],
     )
     return WebServer(ctx, host=parts.settings.web.host, port=parts.settings.web.port)
 
