@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench import buy_alert, cases, dashboard
+from bench import buy_alert, cases, dashboard, deciding_call
 from bench.history import case_history
 from bench.report import Row, machine, table, write_json
 from callsbot.testing.pg_server import PostgresServer
@@ -41,6 +41,7 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "8": ("buy → alert", lambda cfg: buy_alert.case_buy_to_alert(seed=cfg.seed)),
     "9": ("history", lambda cfg: case_history(cfg.pg_url)),
     "10": ("dashboard", dashboard.case_dashboard),
+    "13": ("deciding call → alert", lambda cfg: deciding_call.case_deciding_call(cfg.redis_url)),
 }
 
 

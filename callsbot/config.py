@@ -262,6 +262,7 @@ class ScoringSettings:
     alert_threshold: float = setting(7.0)
     cooldown_seconds: int = setting(3600, validator=positive)
     watch_tick_seconds: float = setting(30.0, validator=positive)
+    react_to_mentions: bool = setting(True)
     # Base-score rules (docs/scoring.md); every threshold of every rule is here.
     base_points: float = setting(2.0)
     trade_usd_medium: float = setting(1_000.0, validator=non_negative)

@@ -236,12 +236,13 @@ def build_scorer(
         events=parts.events,
         sleep=parts.sleep,
     )
-    parts.events.subscribe(
-        "scorer",
-        scorer.notice,
-        kinds=[MentionRecorded],
-        maxsize=parts.settings.events.subscriber_queue,
-    )
+    if parts.settings.scoring.react_to_mentions:
+        parts.events.subscribe(
+            "scorer",
+            scorer.notice,
+            kinds=[MentionRecorded],
+            maxsize=parts.settings.events.subscriber_queue,
+        )
     return scorer
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import Any
 
@@ -111,6 +112,8 @@ class FakeTelegramBot:
         self.token = token
         self.chat_id = chat_id
         self.sent: list[dict[str, Any]] = []
+        #: Called with each delivered message's body (benchmarks time arrivals with it).
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.script: list[Reply] = []
         self.calls = 0
         app = web.Application()
@@ -153,6 +156,8 @@ class FakeTelegramBot:
         if len(visible.encode("utf-16-le")) // 2 > 4096:
             return _error(400, "Bad Request: message is too long")
         self.sent.append({**body, "visible": visible})
+        for listener in self.listeners:
+            listener(body)
         message = {
             "message_id": len(self.sent),
             "date": 1_700_000_000,
