@@ -8,7 +8,8 @@ only connects what the other modules define.
   hub (with the standard subscribers: metrics and the consensus log line).
 - ``build_*`` make one piece each from the parts.
 - :func:`role_services` lists the services of a role (``aggregator``, ``scorer``), ready for
-  :mod:`callsbot.runtime.app` to supervise.
+  :mod:`callsbot.runtime.app` to supervise. In weighted consensus mode the aggregator also
+  tracks at-once votes; the scorer runs the reputation job when a mention log is configured.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -26,10 +27,12 @@ from callsbot.aggregator import Aggregator
 from callsbot.clock import Clock
 from callsbot.config import Settings
 from callsbot.errors import ConfigError
-from callsbot.events import EventHub
+from callsbot.events import EventHub, MentionRecorded
 from callsbot.market.gate import open_market
 from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
+from callsbot.reputation.inputs import Labels, MentionLog
+from callsbot.reputation_job import ReputationJob
 from callsbot.runtime.probes import StoreProbe
 from callsbot.runtime.service import Service
 from callsbot.scorer import FeedSource, Scorer
@@ -40,7 +43,7 @@ from callsbot.sinks.telegram_bot import TelegramBotSink
 from callsbot.sources.cielo import CieloFeed
 from callsbot.sources.telegram import MessageIntake, TelegramGateway, TelegramListener
 from callsbot.store import SignalStore, open_store
-from callsbot.subscribers import subscribe_standard
+from callsbot.subscribers import VoteTracker, subscribe_standard
 from callsbot.web import WebContext, WebServer
 
 log = logging.getLogger("callsbot")
@@ -63,6 +66,9 @@ class Parts:
             a pipeline that validates nothing (tests, ``backfill --no-validate`` dry runs).
         events: the process's event hub.
         sleep: the pause every loop uses (a fake-clock sleep in replays and tests).
+        mention_log: where the reputation job reads first mentions (the history store when it
+            is configured); ``None``: no reputation job, every weight stays 1.
+        labels: where it reads hit labels (the outcome tracker); ``None``: no labels yet.
     """
 
     settings: Settings
@@ -72,6 +78,8 @@ class Parts:
     market: MarketData | None
     events: EventHub
     sleep: Sleep = asyncio.sleep
+    mention_log: MentionLog | None = None
+    labels: Labels | None = None
 
 
 @contextlib.asynccontextmanager
@@ -112,11 +120,13 @@ def make_parts(
     store: SignalStore,
     market: MarketData | None,
     sleep: Sleep = asyncio.sleep,
+    mention_log: MentionLog | None = None,
+    labels: Labels | None = None,
 ) -> Parts:
     """Parts over a store and market data the caller owns (tests, replays), with a new hub."""
     events = EventHub(metrics=metrics, clock=clock)
     subscribe_standard(events, window=store, clock=clock, metrics=metrics)
-    return Parts(settings, clock, metrics, store, market, events, sleep)
+    return Parts(settings, clock, metrics, store, market, events, sleep, mention_log, labels)
 
 
 def build_pipeline(parts: Parts, *, validate: bool = True, spool: Path | None = None) -> Aggregator:
@@ -203,6 +213,31 @@ def build_scorer(
     )
 
 
+def build_reputation_job(parts: Parts) -> ReputationJob | None:
+    """The periodic reputation job, or ``None`` when no mention log is configured."""
+    if parts.mention_log is None:
+        return None
+    return ReputationJob(
+        mentions=parts.mention_log,
+        labels=parts.labels,
+        board=parts.store,
+        claims=parts.store,
+        settings=parts.settings.consensus,
+        clock=parts.clock,
+    )
+
+
+def subscribe_vote_tracker(
+    parts: Parts, *, monitored: Callable[[], Mapping[int, str]] | None = None
+) -> VoteTracker | None:
+    """In weighted mode, the at-once vote tracker on the hub (``None`` in count mode)."""
+    if not parts.settings.consensus.weighted:
+        return None
+    tracker = VoteTracker(parts.store, metrics=parts.metrics, monitored=monitored)
+    parts.events.subscribe("votes", tracker, kinds=[MentionRecorded])
+    return tracker
+
+
 def build_store_probe(parts: Parts) -> StoreProbe:
     """The store's readiness probe (cached; refreshed every heartbeat interval)."""
     return StoreProbe(
@@ -256,12 +291,17 @@ async def role_services(
         async with telegram_gateway(
             parts.settings, clock=parts.clock, stop=stop, replay=replay
         ) as gateway:
-            yield [pipeline, build_listener(parts, gateway, pipeline)]
+            listener = build_listener(parts, gateway, pipeline)
+            subscribe_vote_tracker(
+                parts, monitored=lambda: {c: g.name for c, g in listener.groups.items()}
+            )
+            yield [pipeline, listener]
         return
     if role == "scorer":
         scorer = build_scorer(parts)
+        job = build_reputation_job(parts)
         try:
-            yield [scorer]
+            yield [scorer] if job is None else [scorer, job]
         finally:
             await scorer.aclose()  # its sinks and its feed
         return
