@@ -27,7 +27,6 @@ from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
 from callsbot.models import Buy, MarketSnapshot, Status, Verdict
 from callsbot.reputation.snapshot import NEUTRAL, Reputation
-from callsbot.reputation.weighted import GroupCall
 from callsbot.scoring import Consensus, ScoreCard, consensus, score
 from callsbot.sinks.base import AlertSink
 from callsbot.sources.cielo import CieloAuthError, PollResult
@@ -347,28 +346,36 @@ class Scorer:
     async def _consensus(self, token: str) -> tuple[Consensus, int | None]:
         settings = self._settings.consensus
         try:
-            members = await self._store.groups(token)
-            votes = await self._store.votes(token) if settings.weighted and members else {}
+            if settings.weighted:
+                members, votes = await self._store.groups_and_votes(token)
+            else:
+                members, votes = await self._store.groups(token), {}
             age = await self._store.heartbeat_age(AGGREGATOR_ROLE)
         except StoreError as exc:
             self._metrics.store_errors.labels(op="consensus").inc()
             log.warning("scorer: consensus for %s degraded, store unreachable: %s", token, exc)
             return consensus(None, heartbeat_age=None, settings=settings), None
-        ordered = sorted(members.items(), key=lambda kv: (kv[1], kv[0]))
         if settings.weighted:
-            calls = [GroupCall(g, ts, votes.get(g)) for g, ts in ordered]
+            now = self._clock.time()
+            reputation = self._reputation
+            if self._reputation_read_at is None or now - self._reputation_read_at >= min(
+                REPUTATION_REFRESH_SECONDS, settings.job_interval_seconds
+            ):
+                reputation = await self._published_reputation()
             cons = consensus(
-                calls,
+                members,
                 heartbeat_age=age,
                 settings=settings,
-                now=self._clock.time(),
-                reputation=await self._published_reputation(),
+                now=now,
+                reputation=reputation,
+                votes=votes,
             )
         else:
-            cons = consensus([g for g, _ in ordered], heartbeat_age=age, settings=settings)
+            names = [g for g, _ in sorted(members.items(), key=lambda kv: (kv[1], kv[0]))]
+            cons = consensus(names, heartbeat_age=age, settings=settings)
         if cons.degraded:
             log.warning("scorer: consensus for %s degraded: %s", token, cons.reason)
-        return cons, len(ordered)
+        return cons, len(members)
 
     @property
     def reputation(self) -> Reputation:
@@ -376,11 +383,8 @@ class Scorer:
         return self._reputation
 
     async def _published_reputation(self) -> Reputation:
-        """The published reputation, read from the store at most once per refresh period."""
+        """Read the published reputation again (the caller decides when: once per refresh)."""
         now = self._clock.time()
-        refresh = min(REPUTATION_REFRESH_SECONDS, self._settings.consensus.job_interval_seconds)
-        if self._reputation_read_at is not None and now - self._reputation_read_at < refresh:
-            return self._reputation
         self._reputation_read_at = now
         try:
             published = await self._store.reputation()

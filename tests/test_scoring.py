@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from callsbot.config import ConsensusSettings, ScoringSettings, Tier
 from callsbot.models import Buy, MarketSnapshot
 from callsbot.reputation.snapshot import Reputation
-from callsbot.reputation.weighted import GroupCall
 from callsbot.scoring import (
     RULES,
     Consensus,
@@ -367,9 +366,7 @@ def test_count_mode_equals_todays_rule_for_any_groups_and_times(
     ordered = sorted(members.items(), key=lambda kv: (kv[1], kv[0]))
     names = [g for g, _ in ordered]
     settings_ = attrs.evolve(tiers, mode="count")
-    given_groups: list[str | GroupCall] = (
-        [GroupCall(g, ts) for g, ts in ordered] if as_calls else list(names)
-    )
+    given_groups: dict[str, int] | list[str] = dict(members) if as_calls else list(names)
     new = consensus(
         given_groups, heartbeat_age=age, settings=settings_, now=NOW, reputation=reputation
     )
@@ -392,7 +389,7 @@ def test_weighted_mode_with_neutral_inputs_and_no_decay_gives_the_count_points(
     members: dict[str, int],
 ) -> None:
     ordered = sorted(members.items(), key=lambda kv: (kv[1], kv[0]))
-    calls = [GroupCall(g, ts) for g, ts in ordered]
+    calls = dict(ordered)
     neutral = ConsensusSettings(mode="weighted", half_life_seconds=math.inf)
     weighted = consensus(calls, heartbeat_age=1.0, settings=neutral, now=NOW)
     counted = consensus([g for g, _ in ordered], heartbeat_age=1.0, settings=DEFAULT)
@@ -403,11 +400,7 @@ def test_weighted_mode_with_neutral_inputs_and_no_decay_gives_the_count_points(
 def test_weighted_line_names_each_groups_weight_and_discount() -> None:
     rep = Reputation(NOW, weights={"@a": 1.3, "@b": 1.8}, copies={("@a", "@c"): 0.7})
     cons = consensus(
-        [
-            GroupCall("@a", NOW_INT - 120),
-            GroupCall("@b", NOW_INT - 90),
-            GroupCall("@c", NOW_INT - 60),
-        ],
+        {"@a": NOW_INT - 120, "@b": NOW_INT - 90, "@c": NOW_INT - 60},
         heartbeat_age=1.0,
         settings=ConsensusSettings(mode="weighted", half_life_seconds=math.inf),
         now=NOW,
@@ -425,7 +418,7 @@ def test_weighted_line_names_each_groups_weight_and_discount() -> None:
 def test_weighted_mode_never_turns_a_called_token_solo() -> None:
     rep = Reputation(NOW, weights={"@weak": 0.5})
     cons = consensus(
-        [GroupCall("@weak", NOW_INT - 3000)],
+        {"@weak": NOW_INT - 3000},
         heartbeat_age=1.0,
         settings=ConsensusSettings(mode="weighted"),
         now=NOW,
@@ -437,13 +430,13 @@ def test_weighted_mode_never_turns_a_called_token_solo() -> None:
     assert (none.points, none.reason) == (-1, "⚠️ SOLO SIGNAL: -1 (no other groups)")
 
 
-@pytest.mark.parametrize(("groups", "age"), [(None, 1.0), ([GroupCall("@a", NOW_INT)], None)])
+@pytest.mark.parametrize(("groups", "age"), [(None, 1.0), ({"@a": NOW_INT}, None)])
 def test_weighted_mode_degrades_like_count_mode(
-    groups: list[GroupCall] | None, age: float | None
+    groups: dict[str, int] | None, age: float | None
 ) -> None:
     weighted = consensus(groups, heartbeat_age=age, settings=ConsensusSettings(mode="weighted"))
     counted = consensus(
-        None if groups is None else [g.group for g in groups], heartbeat_age=age, settings=DEFAULT
+        None if groups is None else list(groups), heartbeat_age=age, settings=DEFAULT
     )
     assert (weighted.points, weighted.degraded, weighted.reason) == (
         counted.points,
@@ -458,5 +451,5 @@ def test_weighted_thresholds_are_settings() -> None:
     strict = ConsensusSettings(
         mode="weighted", half_life_seconds=math.inf, level2_threshold=2.5, level3_threshold=4.0
     )
-    calls = [GroupCall(f"@g{i}", NOW_INT) for i in range(3)]
+    calls = {f"@g{i}": NOW_INT for i in range(3)}
     assert consensus(calls, heartbeat_age=0.0, settings=strict, now=NOW).points == 1

@@ -158,9 +158,6 @@ class CountingReputation(MemoryStore):
             raise StoreError("down")
         return await super().reputation()
 
-    async def votes(self, token: str) -> dict[str, object]:  # type: ignore[override]
-        return dict(await super().votes(token))
-
 
 async def test_the_scorer_caches_the_reputation_and_keeps_it_through_an_outage(
     clock: FakeClock,
@@ -192,7 +189,7 @@ async def test_the_scorer_caches_the_reputation_and_keeps_it_through_an_outage(
 
 async def test_votes_unreadable_degrade_like_the_window(clock: FakeClock) -> None:
     class NoVotes(MemoryStore):
-        async def votes(self, token: str) -> dict[str, object]:  # type: ignore[override]
+        async def groups_and_votes(self, token: str) -> tuple[dict[str, int], dict[str, object]]:  # type: ignore[override]
             raise StoreError("down")
 
     clock.set(T0)

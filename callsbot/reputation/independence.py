@@ -284,6 +284,10 @@ class CopyRules:
         min_direction: B must follow A at least this many times as often as A follows B (2).
         shuffles: shifted timelines of the null model (20).
         min_shift_seconds: smallest shift of a null timeline (1 h).
+        min_mirror_bound: a pair is "strong both ways" (a cluster) when each direction passes
+            every test but the direction test and its share's Wilson lower bound is at least
+            this (docs/consensus.md: chance co-calls of independent groups pass the other
+            tests with bounds near 0.01).
         seed: seeds every pair's shuffles (with the pair's names).
         z: z of the Wilson bound (95 %).
     """
@@ -296,6 +300,7 @@ class CopyRules:
     min_direction: float = 2.0
     shuffles: int = 20
     min_shift_seconds: float = 3600.0
+    min_mirror_bound: float = 0.2
     seed: int = 14
     z: float = Z95
 
@@ -426,13 +431,16 @@ def copy_model(
         null = _null_follows(times[a], times[b], rarity, since, period, pair, rules)
         lift = math.inf if null == 0 else weighted[pair] / null
         median = statistics.median(lags)
+        share = weighted[pair] / w_calls[b]
+        n_eff = w_calls[b] ** 2 / w_squares[b]
         candidates[pair] = _Candidate(
-            share=weighted[pair] / w_calls[b],
-            n_eff=w_calls[b] ** 2 / w_squares[b],
+            share=share,
+            n_eff=n_eff,
             null=null,
             lift=lift,
             median=median,
             core=lift >= rules.min_lift and median <= rules.max_median_lag_seconds,
+            bound=wilson_lower(share * n_eff, n_eff, z=rules.z),
         )
 
     relations: list[CopyRelation] = []
@@ -443,8 +451,12 @@ def copy_model(
         lags = follows[pair]
         reverse = len(follows.get((b, a), ()))
         reverse_cand = candidates.get((b, a))
-        reverse_core = reverse_cand is not None and reverse_cand.core
         one_way = len(lags) >= rules.min_direction * reverse
+        mirror = (
+            reverse_cand is not None
+            and reverse_cand.core
+            and min(cand.bound, reverse_cand.bound) >= rules.min_mirror_bound
+        )
         c = 0.0
         if lift < rules.min_lift:
             verdict = LOW_LIFT
@@ -452,8 +464,8 @@ def copy_model(
             verdict = SLOW
         elif one_way:
             verdict = COPY
-            c = wilson_lower(share * n_eff, n_eff, z=rules.z)
-        elif reverse_core:
+            c = cand.bound
+        elif mirror:
             verdict = MUTUAL
             if a < b:
                 edges.append((a, b))
@@ -488,6 +500,7 @@ class _Candidate:
     lift: float
     median: float
     core: bool
+    bound: float
 
 
 def _null_follows(

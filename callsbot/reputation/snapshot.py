@@ -40,6 +40,18 @@ class Reputation:
     weights: dict[str, float] = attrs.field(factory=dict)
     copies: dict[tuple[str, str], float] = attrs.field(factory=dict)
     clusters: tuple[tuple[str, ...], ...] = ()
+    #: follower → {leader: c}: :attr:`copies` indexed for the scorer's hot path (derived).
+    leaders: dict[str, dict[str, float]] = attrs.field(init=False, eq=False, repr=False)
+    #: group → index of its cluster in :attr:`clusters` (derived).
+    cluster_index: dict[str, int] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        leaders: dict[str, dict[str, float]] = {}
+        for (leader, follower), c in self.copies.items():
+            leaders.setdefault(follower, {})[leader] = c
+        object.__setattr__(self, "leaders", leaders)
+        index = {g: i for i, members in enumerate(self.clusters) for g in members}
+        object.__setattr__(self, "cluster_index", index)
 
     def weight(self, group: str) -> float:
         """The group's weight; 1 when it has none."""
@@ -48,10 +60,6 @@ class Reputation:
     def copy(self, leader: str, follower: str) -> float:
         """c(leader → follower); 0 when not a copy."""
         return self.copies.get((leader, follower), 0.0)
-
-    def cluster_of(self) -> dict[str, int]:
-        """group → index of its cluster in :attr:`clusters`."""
-        return {g: i for i, members in enumerate(self.clusters) for g in members}
 
     def to_json(self) -> str:
         """The wire form (a JSON object, ``format`` 1); :meth:`from_json` reads it."""

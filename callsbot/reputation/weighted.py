@@ -8,6 +8,8 @@
   of one cluster together count at most as their strongest member.
 - ts_g: the group's latest call in the window (what the window store keeps); h: the half-life.
 
+Groups are taken in call order (time, then name), as the count mode's line lists them.
+
 :func:`weighted_level` maps S onto the tiers' levels: 3 if S ≥ θ3, 2 if S ≥ θ2, 1 if any group
 called, 0 only when no group called at all (a weak group never makes a token "solo").
 """
@@ -15,7 +17,7 @@ called, 0 only when no group called at all (a weak group never makes a token "so
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -29,21 +31,6 @@ from callsbot.reputation.independence import (
     own_vote,
 )
 from callsbot.reputation.snapshot import NEUTRAL, Reputation
-
-
-@attrs.frozen
-class GroupCall:
-    """One group's call of a token in the window.
-
-    Attributes:
-        group: the group.
-        ts: its latest mention of the token in the window, unix seconds.
-        vote: its at-once vote for the token; ``None`` is its own, independent call.
-    """
-
-    group: str
-    ts: float
-    vote: AtOnceVote | None = None
 
 
 @attrs.frozen
@@ -90,105 +77,124 @@ def decay(age_seconds: float, half_life_seconds: float) -> float:
 
 
 def weighted_sum(
-    calls: Sequence[GroupCall],
+    calls: Mapping[str, float],
     *,
     now: float,
     half_life_seconds: float,
     reputation: Reputation = NEUTRAL,
+    votes: Mapping[str, AtOnceVote] | None = None,
 ) -> WeightedSum:
-    """S(T, now) over ``calls`` (distinct groups; a repeated group keeps its latest call).
+    """S(T, now) over the groups that called T in the window.
 
     Args:
-        calls: the groups that called the token in the window.
+        calls: group → its latest call of the token in the window (unix seconds), as the window
+            store's ``groups(token)`` answers.
         now: t, unix seconds.
         half_life_seconds: h (``math.inf``: no decay).
         reputation: published weights, copy probabilities and clusters.
+        votes: the at-once votes of groups whose call repeats a vote already cast; a group
+            without one made its own call.
     """
-    latest: dict[str, GroupCall] = {}
-    for call in calls:
-        seen = latest.get(call.group)
-        if seen is None or call.ts > seen.ts:
-            latest[call.group] = call
-    ordered = sorted(latest.values(), key=lambda c: (c.ts, c.group))
-    votes = {c.group: c.vote or own_vote(c.group) for c in ordered}
+    ordered = sorted(calls.items(), key=_by_time)
+    counted = _at_once(ordered, votes) if votes else {g: (1.0, g, "") for g, _ in ordered}
 
-    # At once: who counts for each voter, and whose weight it carries.
-    counted: dict[str, tuple[float, str, str]] = {}  # group → (0/1, weight holder, note)
-    by_voter: dict[str, list[GroupCall]] = {}
-    for call in ordered:
-        by_voter.setdefault(votes[call.group].voter, []).append(call)
-    for voter, members in by_voter.items():
-        if voter in latest:
-            # The origin called it itself: it alone speaks for its voter.
-            for call in members:
-                vote = votes[call.group]
-                if call.group == voter:
-                    counted[call.group] = (1.0 if vote.kind == OWN else 0.0, voter, vote.describe())
-                else:
-                    counted[call.group] = (0.0, call.group, vote.describe())
-            continue
-        first: GroupCall | None = None
-        for call in members:
-            vote = votes[call.group]
-            if vote.kind in (FORWARD, CHANNEL) and first is None:
-                first = call
-                holder = voter if vote.kind == FORWARD else call.group
-                counted[call.group] = (1.0, holder, vote.describe())
-            elif vote.kind in (FORWARD, CHANNEL) and first is not None:
-                counted[call.group] = (0.0, call.group, f"fwd of {voter} via {first.group}")
-            else:
-                counted[call.group] = (0.0, call.group, vote.describe())
-
+    weights = reputation.weights
+    all_leaders = reputation.leaders
     terms: list[Term] = []
-    for call in ordered:
-        base, holder, note = counted[call.group]
+    for i, (group, ts) in enumerate(ordered):
+        base, holder, note = counted[group]
         v = base
-        if base > 0:
-            leader, c = _strongest_leader(call, ordered, holder, reputation)
+        if base > 0 and holder in all_leaders:
+            leader, c = _strongest_leader(ordered, i, all_leaders[holder])
             if c > 0:
                 v = base * (1.0 - c)
                 note = note or f"copy of {leader}"
-        w = reputation.weight(holder)
-        d = decay(now - call.ts, half_life_seconds)
-        terms.append(Term(call.group, call.ts, w, v, d, w * v * d, note))
+        w = weights.get(holder, 1.0)
+        age = now - ts
+        d = math.pow(2.0, -age / half_life_seconds) if age > 0 else 1.0
+        terms.append(Term(group, ts, w, v, d, w * v * d, note))
 
-    terms = _one_per_cluster(terms, counted, reputation)
-    return WeightedSum(sum(t.value for t in terms), tuple(terms))
+    if reputation.cluster_index:
+        terms = _one_per_cluster(terms, counted, reputation.cluster_index)
+    return WeightedSum(math.fsum([t.value for t in terms]), tuple(terms))
+
+
+def _by_time(call: tuple[str, float]) -> tuple[float, str]:
+    return (call[1], call[0])
+
+
+def _at_once(
+    ordered: Sequence[tuple[str, float]], given: Mapping[str, AtOnceVote]
+) -> dict[str, tuple[float, str, str]]:
+    """group → (0 or 1, whose weight the vote carries, note): one vote per voter."""
+    votes = {g: given.get(g) or own_vote(g) for g, _ in ordered}
+    counted: dict[str, tuple[float, str, str]] = {}
+    by_voter: dict[str, list[str]] = {}
+    for group, _ in ordered:
+        by_voter.setdefault(votes[group].voter, []).append(group)
+    for voter, members in by_voter.items():
+        if voter in votes:
+            # The origin called it itself: it alone speaks for its voter.
+            for group in members:
+                vote = votes[group]
+                if group == voter:
+                    counted[group] = (1.0 if vote.kind == OWN else 0.0, voter, vote.describe())
+                else:
+                    counted[group] = (0.0, group, vote.describe())
+            continue
+        first: str | None = None
+        for group in members:
+            vote = votes[group]
+            if vote.kind in (FORWARD, CHANNEL) and first is None:
+                first = group
+                # A forward of a monitored group carries the origin's weight; a channel's one
+                # vote carries the weight of the group that brought it first.
+                counted[group] = (1.0, voter if vote.kind == FORWARD else group, vote.describe())
+            elif vote.kind in (FORWARD, CHANNEL):
+                counted[group] = (0.0, group, f"fwd of {voter} via {first}")
+            else:
+                counted[group] = (0.0, group, vote.describe())
+    return counted
 
 
 def _strongest_leader(
-    call: GroupCall, ordered: Sequence[GroupCall], holder: str, reputation: Reputation
+    ordered: Sequence[tuple[str, float]], i: int, leaders: Mapping[str, float]
 ) -> tuple[str, float]:
+    """The earlier group within 10 min that ``ordered[i]`` copies most, and that c."""
+    _, ts = ordered[i]
     best, best_c = "", 0.0
-    for other in ordered:
-        lag = call.ts - other.ts
-        if other.group == call.group or not 0 < lag <= FOLLOW_SECONDS:
-            continue
-        c = reputation.copy(other.group, holder)
-        if c > best_c:
-            best, best_c = other.group, c
+    for j in range(i):
+        other, other_ts = ordered[j]
+        c = leaders.get(other)
+        if c is not None and c > best_c and 0 < ts - other_ts <= FOLLOW_SECONDS:
+            best, best_c = other, c
     return best, best_c
 
 
 def _one_per_cluster(
-    terms: list[Term], counted: dict[str, tuple[float, str, str]], reputation: Reputation
+    terms: list[Term], counted: dict[str, tuple[float, str, str]], cluster: dict[str, int]
 ) -> list[Term]:
-    if not reputation.clusters:
+    index: dict[str, int] = {}
+    seen: set[int] = set()
+    shared = False
+    for t in terms:
+        i = cluster.get(counted[t.group][1])
+        if i is not None and t.value > 0:
+            index[t.group] = i
+            shared = shared or i in seen
+            seen.add(i)
+    if not shared:
         return terms
-    cluster = reputation.cluster_of()
     strongest: dict[int, Term] = {}
     for term in terms:
-        index = cluster.get(counted[term.group][1])
-        if index is None or term.value <= 0:
-            continue
-        best = strongest.get(index)
-        if best is None or term.value > best.value:
-            strongest[index] = term
+        i = index.get(term.group)
+        if i is not None and (i not in strongest or term.value > strongest[i].value):
+            strongest[i] = term
     out: list[Term] = []
     for term in terms:
-        index = cluster.get(counted[term.group][1])
-        best = strongest.get(index) if index is not None else None
-        if best is None or best is term or term.value <= 0:
+        i = index.get(term.group)
+        best = strongest.get(i) if i is not None else None
+        if best is None or best is term:
             out.append(term)
         else:
             out.append(attrs.evolve(term, vote=0.0, value=0.0, note=f"cluster with {best.group}"))

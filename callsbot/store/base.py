@@ -253,6 +253,14 @@ class SignalStore(MentionWindow, Liveness, Claims, Cursors, ReputationBoard):
             return None
         return await self.record(token, group, ts)
 
+    async def groups_and_votes(self, token: str) -> tuple[dict[str, int], dict[str, AtOnceVote]]:
+        """:meth:`groups` and :meth:`votes` of ``token`` (one round trip where the backend can).
+
+        Raises:
+            StoreError: could not ask.
+        """
+        return await self.groups(token), await self.votes(token)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def aclose(self) -> None:

@@ -130,10 +130,16 @@ class MemoryStore(SignalStore):
             self._votes_sweep_at = max(_SWEEP_EVERY, 2 * len(self._votes))
 
     async def votes(self, token: str) -> dict[str, AtOnceVote]:
+        return self._live_votes(token)
+
+    def _live_votes(self, token: str) -> dict[str, AtOnceVote]:
         entry = self._votes.get(token)
         if entry is None or entry[0] <= self.clock.time():
             return {}
         return dict(entry[1])
+
+    async def groups_and_votes(self, token: str) -> tuple[dict[str, int], dict[str, AtOnceVote]]:
+        return self._live(token, self.now() - self.window), self._live_votes(token)
 
     async def ping(self) -> None:
         return None

@@ -254,6 +254,18 @@ class RedisStore(SignalStore):
 
     async def votes(self, token: str) -> dict[str, AtOnceVote]:
         raw = await self._run(self._redis.hgetall(keys.votes(token)), "votes")
+        return self._decode_votes(raw)
+
+    async def groups_and_votes(self, token: str) -> tuple[dict[str, int], dict[str, AtOnceVote]]:
+        cutoff = self.now() - self.window
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zrangebyscore(keys.token(token), f"({cutoff}", "+inf", withscores=True)
+        pipe.hgetall(keys.votes(token))
+        rows, raw = await self._run(pipe.execute(), "groups_and_votes")
+        return {str(m): int(score) for m, score in rows}, self._decode_votes(raw)
+
+    @staticmethod
+    def _decode_votes(raw: dict[str, str]) -> dict[str, AtOnceVote]:
         out: dict[str, AtOnceVote] = {}
         for group, text in raw.items():
             try:

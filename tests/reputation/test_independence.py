@@ -27,7 +27,7 @@ from callsbot.reputation.independence import (
 )
 from callsbot.reputation.inputs import Mention
 from callsbot.reputation.snapshot import build_reputation
-from callsbot.reputation.weighted import GroupCall, weighted_sum
+from callsbot.reputation.weighted import weighted_sum
 from tests.synthetic import AT, CHATS, START, synthetic_history
 
 T0 = 1_700_000_000.0
@@ -191,7 +191,7 @@ def test_synthetic_c_keeps_weight_one_and_full_votes(history) -> None:  # type: 
     assert all(v.value == 1 for v in votes if v.mention.group == "@C")
     # On a token @A and @C both called, @C's part of S is its whole call.
     s = weighted_sum(
-        [GroupCall("@A", AT - 120), GroupCall("@C", AT - 60)],
+        {"@A": AT - 120, "@C": AT - 60},
         now=AT,
         half_life_seconds=float("inf"),
         reputation=rep,

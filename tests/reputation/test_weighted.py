@@ -9,27 +9,33 @@ import pytest
 from callsbot.config import ConsensusSettings
 from callsbot.reputation.independence import CHANNEL, FORWARD, SAME_TEXT, AtOnceVote
 from callsbot.reputation.snapshot import Reputation
-from callsbot.reputation.weighted import GroupCall, decay, weighted_level, weighted_sum
+from callsbot.reputation.weighted import WeightedSum, decay, weighted_level, weighted_sum
 
 NOW = 1_700_000_000.0
 H = 1800.0
 INF = math.inf
 
 
-def total(calls: list[GroupCall], rep: Reputation | None = None, h: float = INF) -> float:
-    return weighted_sum(calls, now=NOW, half_life_seconds=h, reputation=rep or Reputation(0)).total
+def s_of(
+    calls: dict[str, float],
+    rep: Reputation | None = None,
+    *,
+    h: float = INF,
+    votes: dict[str, AtOnceVote] | None = None,
+) -> WeightedSum:
+    return weighted_sum(
+        calls, now=NOW, half_life_seconds=h, reputation=rep or Reputation(0), votes=votes
+    )
 
 
 def test_neutral_inputs_sum_to_the_number_of_groups() -> None:
-    calls = [GroupCall(f"@g{i}", NOW - 100 * i) for i in range(7)]
-    assert total(calls) == 7.0
-    assert total([]) == 0.0
+    assert s_of({f"@g{i}": NOW - 100 * i for i in range(7)}).total == 7.0
+    assert s_of({}).total == 0.0
 
 
-def test_a_group_counts_once_with_its_latest_call() -> None:
-    s = weighted_sum([GroupCall("@a", NOW - H), GroupCall("@a", NOW)], now=NOW, half_life_seconds=H)
-    assert s.total == 1.0
-    assert [t.ts for t in s.terms] == [NOW]
+def test_terms_come_in_call_order() -> None:
+    s = s_of({"@b": NOW - 10, "@a": NOW - 10, "@c": NOW - 20})
+    assert [t.group for t in s.terms] == ["@c", "@a", "@b"]
 
 
 def test_a_call_halves_every_half_life() -> None:
@@ -37,37 +43,29 @@ def test_a_call_halves_every_half_life() -> None:
     assert decay(2 * H, H) == pytest.approx(0.25)
     assert decay(-10, H) == 1.0
     assert decay(1e9, INF) == 1.0
-    assert total([GroupCall("@a", NOW - H), GroupCall("@b", NOW)], h=H) == pytest.approx(1.5)
+    assert s_of({"@a": NOW - H, "@b": NOW}, h=H).total == pytest.approx(1.5)
+    assert s_of({"@a": NOW + 5}, h=H).total == 1.0  # a clock ahead never adds
 
 
 def test_weights_multiply() -> None:
     rep = Reputation(NOW, weights={"@a": 2.0, "@b": 0.5})
-    assert total([GroupCall("@a", NOW), GroupCall("@b", NOW), GroupCall("@c", NOW)], rep) == 3.5
+    assert s_of({"@a": NOW, "@b": NOW, "@c": NOW}, rep).total == 3.5
 
 
 def test_a_copy_is_discounted_only_after_its_leader_within_ten_minutes() -> None:
     rep = Reputation(NOW, copies={("@a", "@b"): 0.8})
-    after = weighted_sum(
-        [GroupCall("@a", NOW - 120), GroupCall("@b", NOW - 60)],
-        now=NOW,
-        half_life_seconds=INF,
-        reputation=rep,
-    )
+    after = s_of({"@a": NOW - 120, "@b": NOW - 60}, rep)
     assert after.total == pytest.approx(1.2)
     assert (after.terms[1].vote, after.terms[1].note) == (pytest.approx(0.2), "copy of @a")
-    # Called first, or more than 10 minutes after: its own call.
-    assert total([GroupCall("@b", NOW - 120), GroupCall("@a", NOW - 60)], rep) == 2.0
-    assert total([GroupCall("@a", NOW - 700), GroupCall("@b", NOW - 60)], rep) == 2.0
+    # Called first, or more than 10 minutes after, or at the same second: its own call.
+    assert s_of({"@b": NOW - 120, "@a": NOW - 60}, rep).total == 2.0
+    assert s_of({"@a": NOW - 700, "@b": NOW - 60}, rep).total == 2.0
+    assert s_of({"@a": NOW - 60, "@b": NOW - 60}, rep).total == 2.0
 
 
 def test_the_strongest_leader_sets_the_discount() -> None:
     rep = Reputation(NOW, copies={("@a", "@c"): 0.3, ("@b", "@c"): 0.9})
-    s = weighted_sum(
-        [GroupCall("@a", NOW - 200), GroupCall("@b", NOW - 100), GroupCall("@c", NOW)],
-        now=NOW,
-        half_life_seconds=INF,
-        reputation=rep,
-    )
+    s = s_of({"@a": NOW - 200, "@b": NOW - 100, "@c": NOW}, rep)
     assert s.terms[2].vote == pytest.approx(0.1)
     assert s.terms[2].note == "copy of @b"
 
@@ -77,22 +75,20 @@ def fwd_of(origin: str) -> AtOnceVote:
 
 
 def test_a_forward_is_zero_when_its_origin_called() -> None:
-    s = weighted_sum(
-        [GroupCall("@a", NOW - 60), GroupCall("@d", NOW, fwd_of("@a"))],
-        now=NOW,
-        half_life_seconds=INF,
-        reputation=Reputation(NOW, weights={"@a": 1.5, "@d": 1.2}),
+    s = s_of(
+        {"@a": NOW - 60, "@d": NOW},
+        Reputation(NOW, weights={"@a": 1.5, "@d": 1.2}),
+        votes={"@d": fwd_of("@a")},
     )
     assert s.total == 1.5
     assert (s.terms[1].vote, s.terms[1].note) == (0.0, "fwd of @a")
 
 
-def test_a_forward_whose_origin_left_the_window_is_credited_once_with_the_origin_s_weight() -> None:
-    s = weighted_sum(
-        [GroupCall("@d", NOW - 60, fwd_of("@a")), GroupCall("@e", NOW, fwd_of("@a"))],
-        now=NOW,
-        half_life_seconds=INF,
-        reputation=Reputation(NOW, weights={"@a": 1.5, "@d": 0.5}),
+def test_a_forward_whose_origin_left_the_window_is_credited_once_with_its_weight() -> None:
+    s = s_of(
+        {"@d": NOW - 60, "@e": NOW},
+        Reputation(NOW, weights={"@a": 1.5, "@d": 0.5}),
+        votes={"@d": fwd_of("@a"), "@e": fwd_of("@a")},
     )
     assert s.total == 1.5
     assert [(t.group, t.weight, t.vote) for t in s.terms] == [("@d", 1.5, 1.0), ("@e", 1.0, 0.0)]
@@ -101,35 +97,28 @@ def test_a_forward_whose_origin_left_the_window_is_credited_once_with_the_origin
 
 def test_a_channel_forwarded_by_two_groups_counts_once() -> None:
     ch = AtOnceVote(CHANNEL, "channel:-1009")
-    s = weighted_sum(
-        [GroupCall("@x", NOW - 60, ch), GroupCall("@y", NOW, ch), GroupCall("@z", NOW)],
-        now=NOW,
-        half_life_seconds=INF,
-    )
+    s = s_of({"@x": NOW - 60, "@y": NOW, "@z": NOW}, votes={"@x": ch, "@y": ch})
     assert s.total == 2.0
-    assert [t.vote for t in s.terms] == [1.0, 0.0, 1.0]
+    assert [(t.group, t.vote) for t in s.terms] == [("@x", 1.0), ("@y", 0.0), ("@z", 1.0)]
 
 
 def test_a_repeated_text_is_zero() -> None:
-    s = weighted_sum(
-        [GroupCall("@a", NOW - 60), GroupCall("@b", NOW, AtOnceVote(SAME_TEXT, "@b", "@a"))],
-        now=NOW,
-        half_life_seconds=INF,
-    )
+    s = s_of({"@a": NOW - 60, "@b": NOW}, votes={"@b": AtOnceVote(SAME_TEXT, "@b", "@a")})
     assert s.total == 1.0
     assert s.terms[1].note == "same text as @a"
 
 
+def test_votes_of_groups_outside_the_window_change_nothing() -> None:
+    assert s_of({"@a": NOW}, votes={"@gone": fwd_of("@a")}).total == 1.0
+
+
 def test_a_cluster_counts_as_its_strongest_member() -> None:
     rep = Reputation(NOW, weights={"@e": 1.2, "@f": 1.6}, clusters=(("@e", "@f"),))
-    s = weighted_sum(
-        [GroupCall("@e", NOW - 30), GroupCall("@f", NOW), GroupCall("@g", NOW)],
-        now=NOW,
-        half_life_seconds=INF,
-        reputation=rep,
-    )
+    s = s_of({"@e": NOW - 30, "@f": NOW, "@g": NOW}, rep)
     assert s.total == pytest.approx(2.6)
     assert (s.terms[0].value, s.terms[0].note) == (0.0, "cluster with @f")
+    alone = s_of({"@e": NOW - 30, "@g": NOW}, rep)
+    assert alone.total == pytest.approx(2.2)
 
 
 @pytest.mark.parametrize(

@@ -209,3 +209,18 @@ class TestSignalStoreContract:
             assert set(await store.votes("TokA")) == {"@d", "@e"}
             clock.advance(2)
             assert await store.votes("TokA") == {}
+
+    async def test_groups_and_votes_in_one_answer(
+        self, store: SignalStore, clock: FakeClock
+    ) -> None:
+        assert await store.groups_and_votes("TokA") == ({}, {})
+        await store.record("TokA", "@a", T0 - 5)
+        await store.record("TokA", "@d", T0)
+        await store.put_vote("TokA", "@d", AtOnceVote(FORWARD, "@a", "@a"))
+        assert await store.groups_and_votes("TokA") == (
+            {"@a": T0 - 5, "@d": T0},
+            {"@d": AtOnceVote(FORWARD, "@a", "@a")},
+        )
+        clock.advance(WINDOW)
+        groups, _ = await store.groups_and_votes("TokA")
+        assert groups == {}
