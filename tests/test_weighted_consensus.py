@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import attrs
 import pytest
 
+from callsbot.alert import Alert
 from callsbot.clock import FakeClock
 from callsbot.config import ConsensusSettings, Settings, TelegramSettings
 from callsbot.errors import StoreError
@@ -123,6 +124,13 @@ async def test_the_line_names_weights_copies_forwards_and_repeats(
         "@c copy of @a ×0.2, @e ×0.8)"
     )
     assert result.card.total == 7
+    # The JSONL sink's line carries the same terms.
+    js = Alert(result.buy, snapshot(TOKEN), result.card, T0).to_json()["consensus"]
+    assert (js["mode"], js["strength"]) == ("weighted", pytest.approx(2.30, abs=0.01))
+    assert [(t["group"], t["note"]) for t in js["terms"]][1:3] == [
+        ("@b", "same text as @a"),
+        ("@d", "fwd of @a"),
+    ]
 
 
 async def test_count_mode_ignores_votes_and_weights(store: SignalStore, clock: FakeClock) -> None:

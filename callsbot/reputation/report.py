@@ -33,6 +33,9 @@ from callsbot.reputation.wilson import wilson_interval
 
 #: What the hit columns say when no label exists at all.
 NO_OUTCOMES = "no outcomes yet"
+#: The table lists copies from this c on; below it they are chance co-calls of groups that
+#: answer the same launches (c of a few thousandths), and only the JSON lists them.
+SHOWN_MIN_C = 0.05
 
 
 @attrs.frozen
@@ -49,7 +52,8 @@ class GroupRow:
         first_share: share of its calls where no group called the token before it.
         follow_delay: median seconds after the token's first caller, over its other calls.
         zero_votes: its first mentions that voted 0 at once.
-        copies: relations where it is the follower and that count (a copy, or a mirror).
+        copies: relations where it is the follower that the table shows (a copy with
+            c ≥ :data:`SHOWN_MIN_C`, or a mirror).
     """
 
     group: str
@@ -131,7 +135,7 @@ def _rows(
         labelled.setdefault(lb.group, []).append(lb)
     relations: dict[str, list[CopyRelation]] = {}
     for r in model.relations:
-        if r.verdict in (COPY, MUTUAL):
+        if _shown(r):
             relations.setdefault(r.follower, []).append(r)
 
     rows: list[GroupRow] = []
@@ -179,6 +183,10 @@ def _secs(x: float | None) -> str:
 
 def _lift(x: float) -> str:
     return "inf" if math.isinf(x) else f"{x:.1f}"
+
+
+def _shown(r: CopyRelation) -> bool:
+    return r.verdict == MUTUAL or (r.verdict == COPY and r.c >= SHOWN_MIN_C)
 
 
 def _relation_words(r: CopyRelation) -> str:
@@ -231,7 +239,8 @@ def render_table(report: GroupsReport) -> str:
             )
         )
     lines = [head, "", *_table(header, body)]
-    counted = [r for r in report.relations if r.verdict in (COPY, MUTUAL)]
+    counted = [r for r in report.relations if _shown(r)]
+    weak = sum(1 for r in report.relations if r.verdict == COPY and not _shown(r))
     if counted:
         rel_header = ("follower", "of", "c", "lift", "median lag", "shared", "follows", "verdict")
         rel_body = [
@@ -250,6 +259,8 @@ def render_table(report: GroupsReport) -> str:
         lines += ["", "copy relations", "", *_table(rel_header, rel_body)]
     else:
         lines += ["", "copy relations: none"]
+    if weak:
+        lines.append(f"(and {weak} with c < {SHOWN_MIN_C:g}: chance co-calls; --format json)")
     return "\n".join(lines)
 
 

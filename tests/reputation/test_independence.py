@@ -249,3 +249,21 @@ def test_groups_that_follow_each_other_both_ways_form_a_cluster() -> None:
 def test_fewer_than_five_follows_say_nothing() -> None:
     model = copy_model(pair_history(lag=30, n=4), at=AT)
     assert model.relations == ()
+
+
+def test_independent_groups_answering_the_same_launches_form_no_cluster() -> None:
+    # Each calls 200 tokens of its own and 30 shared launches within ±3 min, in random order:
+    # follows both ways, fast, but a small share of their calls (docs/consensus.md D23).
+    rng = random.Random(11)
+    mentions: list[Mention] = []
+    for i in range(200):
+        for group, chat in (("@x", -1), ("@y", -2)):
+            ts = START + rng.uniform(0, 29 * 86400)
+            mentions.append(Mention(ts, group, f"{group}{i}", chat))
+    for i in range(30):
+        ts = START + rng.uniform(0, 29 * 86400)
+        mentions.append(Mention(ts, "@x", f"S{i}", -1))
+        mentions.append(Mention(ts + rng.uniform(-180, 180), "@y", f"S{i}", -2))
+    model = copy_model(mentions, at=AT)
+    assert model.clusters == ()
+    assert all(r.c < 0.1 for r in model.relations)
