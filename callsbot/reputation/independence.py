@@ -58,6 +58,9 @@ SAME_TEXT = "same_text"
 SAME_SENDER = "same_sender"
 
 _RANK = {OWN: 0, CHANNEL: 1, FORWARD: 2, SAME_TEXT: 3, SAME_SENDER: 4}
+#: The book's per-(token, group) votes are swept of old entries from this many on (then at
+#: each doubling).
+_SWEEP_MIN = 4096
 
 
 @attrs.frozen
@@ -160,7 +163,9 @@ class VoteBook:
     def __init__(self, monitored: Mapping[int, str] | None = None) -> None:
         self._monitored: dict[int, str] = dict(monitored or {})
         self._seen: dict[str, deque[_Seen]] = {}
+        self._order: deque[tuple[float, str]] = deque()  # (date, token) in the order added
         self._best: dict[tuple[str, str], tuple[AtOnceVote, float]] = {}
+        self._best_sweep_at = _SWEEP_MIN
         self._newest = -math.inf
 
     @property
@@ -181,6 +186,7 @@ class VoteBook:
         earlier = [s for s in seen if s.ts <= m.ts and s.group != m.group]
         vote, value = self._decide(m, earlier)
         seen.append(_Seen(m.ts, m.group, m.sha1, m.simhash, m.sender_id, vote.voter, value))
+        self._order.append((m.ts, m.token))
         key = (m.token, m.group)
         best = self._best.get(key)
         if best is None or _RANK[vote.kind] < _RANK[best[0].kind]:
@@ -223,18 +229,27 @@ class VoteBook:
         return own_vote(m.group), 1.0
 
     def _prune(self, ts: float) -> None:
+        # Amortised O(1) per message: only what fell out of the 24 h is visited.
         if ts <= self._newest:
             return
         self._newest = ts
         cutoff = ts - TEXT_WINDOW_SECONDS
-        for token in list(self._seen):
-            seen = self._seen[token]
+        order = self._order
+        while order and order[0][0] < cutoff:
+            _, token = order.popleft()
+            seen = self._seen.get(token)
             while seen and seen[0].ts < cutoff:
                 seen.popleft()
-            if not seen:
+            if seen is not None and not seen:
                 del self._seen[token]
-        if len(self._best) > 4 * max(1, sum(len(s) for s in self._seen.values())):
+        if len(self._best) >= self._best_sweep_at:
             self._best = {k: v for k, v in self._best.items() if v[1] >= cutoff}
+            self._best_sweep_at = max(_SWEEP_MIN, 2 * len(self._best))
+
+    @property
+    def remembered(self) -> int:
+        """Messages held (the last 24 h)."""
+        return sum(len(s) for s in self._seen.values())
 
 
 def _same_text(m: Mention, s: _Seen) -> bool:

@@ -267,3 +267,12 @@ def test_independent_groups_answering_the_same_launches_form_no_cluster() -> Non
     model = copy_model(mentions, at=AT)
     assert model.clusters == ()
     assert all(r.c < 0.1 for r in model.relations)
+
+
+def test_the_book_forgets_what_is_older_than_a_day() -> None:
+    book = VoteBook()
+    for i in range(5000):
+        book.add(Mention(T0 + 60 * i, f"@g{i % 7}", f"T{i % 900}", -(i % 7) - 1, i))
+    # 5000 messages a minute apart: the last 24 h are 1441 of them.
+    assert book.remembered == 1441
+    assert len(book._best) < 2 * 4096
