@@ -467,9 +467,11 @@ def copy_model(
         reverse = len(follows.get((b, a), ()))
         reverse_cand = candidates.get((b, a))
         one_way = len(lags) >= rules.min_direction * reverse
+        # Mirrors: neither direction is a copy (then the other one would be), both are strong.
         mirror = (
             reverse_cand is not None
             and reverse_cand.core
+            and reverse < rules.min_direction * len(lags)
             and min(cand.bound, reverse_cand.bound) >= rules.min_mirror_bound
         )
         c = 0.0

@@ -6,6 +6,8 @@ import random
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callsbot.config import ConsensusSettings
 from callsbot.models import ForwardHeader
@@ -276,3 +278,34 @@ def test_the_book_forgets_what_is_older_than_a_day() -> None:
     # 5000 messages a minute apart: the last 24 h are 1441 of them.
     assert book.remembered == 1441
     assert len(book._best) < 2 * 4096
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["@p", "@q", "@r"]),
+            st.integers(0, 40),
+            st.floats(0, 29 * 86400),
+            st.floats(0, 900),
+        ),
+        max_size=120,
+    )
+)
+def test_copy_relations_are_one_way_and_mirrors_are_mutual(
+    rows: list[tuple[str, int, float, float]],
+) -> None:
+    mentions: list[Mention] = []
+    for group, token, launch, delay in rows:
+        mentions.append(Mention(START + launch // 3600 * 3600 + delay, group, f"T{token}", None))
+    model = copy_model(mentions, at=AT, rules=CopyRules(min_follows=2))
+    copies = model.copies()
+    for (a, b), c in copies.items():
+        assert 0 < c <= 1
+        assert (b, a) not in copies
+    verdicts = {(r.leader, r.follower): r.verdict for r in model.relations}
+    for (a, b), verdict in verdicts.items():
+        if verdict == MUTUAL:
+            assert verdicts[(b, a)] == MUTUAL
+            assert (a, b) not in copies
+    assert copy_model(list(reversed(mentions)), at=AT, rules=CopyRules(min_follows=2)) == model
