@@ -36,6 +36,8 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "5": ("end to end", cases.case_end_to_end),
     "6": ("market requests", cases.case_market_requests),
     "7": ("memory", cases.case_memory),
+    "8": ("weighted consensus scoring", cases.case_weighted_scoring),
+    "9": ("reputation job", cases.case_reputation_job),
 }
 
 
