@@ -42,6 +42,8 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "9": ("history", lambda cfg: case_history(cfg.pg_url)),
     "10": ("dashboard", dashboard.case_dashboard),
     "13": ("deciding call → alert", lambda cfg: deciding_call.case_deciding_call(cfg.redis_url)),
+    "14": ("weighted consensus scoring", cases.case_weighted_scoring),
+    "15": ("reputation job", cases.case_reputation_job),
 }
 
 

@@ -81,12 +81,7 @@ class Alert:
             "base": round(c.base, 2),
             "degraded": c.degraded,
             "lines": [{"points": line.points, "reason": line.reason} for line in c.lines],
-            "consensus": {
-                "points": c.consensus.points,
-                "groups": list(c.consensus.groups),
-                "degraded": c.consensus.degraded,
-                "reason": c.consensus.reason,
-            },
+            "consensus": self._consensus_json(),
             "buy": {
                 "tx_hash": b.tx_hash,
                 "wallet": b.wallet,
@@ -110,6 +105,31 @@ class Alert:
             },
             "links": self.links(),
         }
+
+    def _consensus_json(self) -> dict[str, Any]:
+        cons = self.card.consensus
+        out: dict[str, Any] = {
+            "points": cons.points,
+            "groups": list(cons.groups),
+            "degraded": cons.degraded,
+            "reason": cons.reason,
+            "mode": cons.mode,
+        }
+        if cons.strength is not None:
+            out["strength"] = round(cons.strength, 4)
+            out["terms"] = [
+                {
+                    "group": t.group,
+                    "ts": t.ts,
+                    "weight": round(t.weight, 4),
+                    "vote": round(t.vote, 4),
+                    "decay": round(t.decay, 4),
+                    "value": round(t.value, 4),
+                    "note": t.note,
+                }
+                for t in cons.terms
+            ]
+        return out
 
 
 def clean(text: str, limit: int = MAX_FIELD_CHARS) -> str:

@@ -142,10 +142,50 @@ def _tiers_cover_zero(_inst: Any, _attr: attrs.Attribute[Any], value: tuple[Tier
         raise ValueError("needs a tier with min_groups = 0 (the solo-signal tier)")
 
 
+#: ``[consensus] mode``: ``count`` is the deployed rule, ``weighted`` docs/consensus.md's sum.
+CONSENSUS_MODES = ("count", "weighted")
+
+
 @attrs.frozen
 class ConsensusSettings:
+    """``[consensus]``: the tiers, the staleness limit, and the weighted mode's parameters.
+
+    ``mode = "count"`` is the deployed rule (tiers on the number of distinct groups). In
+    ``"weighted"`` mode S = Σ w·v·2^(−age/half-life) over the groups in the window is mapped
+    onto levels by ``level2_threshold`` / ``level3_threshold`` and the levels onto ``tiers``
+    (docs/consensus.md).
+    """
+
     tiers: tuple[Tier, ...] = setting(factory=_default_tiers, validator=_tiers_cover_zero)
     heartbeat_stale_seconds: float = setting(30.0, validator=positive)
+    mode: str = setting("count", validator=one_of(*CONSENSUS_MODES))
+    half_life_seconds: float = setting(1800.0, validator=positive)
+    level2_threshold: float = setting(2.0, validator=positive)
+    level3_threshold: float = setting(3.0, validator=positive)
+    prior_strength: float = setting(20.0, validator=non_negative)
+    forgetting_days: float = setting(30.0, validator=positive)
+    weight_min: float = setting(0.5, validator=positive)
+    weight_max: float = setting(2.0, validator=positive)
+    job_interval_seconds: float = setting(600.0, validator=positive)
+
+    @property
+    def weighted(self) -> bool:
+        """``mode == "weighted"``."""
+        return self.mode == "weighted"
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Rules between two keys, as ``(key, problem)``; the loader raises on the first.
+
+        Checked on the whole section (file and environment merged), not per key.
+        """
+        out: list[tuple[str, str]] = []
+        if self.level3_threshold < self.level2_threshold:
+            out.append(
+                ("level3_threshold", f"must be >= level2_threshold ({self.level2_threshold:g})")
+            )
+        if self.weight_max < self.weight_min:
+            out.append(("weight_max", f"must be >= weight_min ({self.weight_min:g})"))
+        return out
 
 
 @attrs.frozen
@@ -586,6 +626,8 @@ def load_settings(
                 var = env_name(*exc.key.split("[")[0].split(".", 1))
                 raise ConfigError(var, exc.problem) from None
             built_file = attrs.evolve(built_file, **{k: getattr(env_part, k) for k in overrides})
+        for key, problem in getattr(built_file, "problems", list)():
+            raise ConfigError(f"{sname}.{key}", problem)
         built[sname] = built_file
 
     for var in merged_env:

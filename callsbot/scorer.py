@@ -27,6 +27,7 @@ from callsbot.events import AlertSent, BuyScored, Event, EventHub, MentionRecord
 from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
 from callsbot.models import Buy, MarketSnapshot, Status, Verdict
+from callsbot.reputation.snapshot import NEUTRAL, Reputation
 from callsbot.scoring import Consensus, ScoreCard, consensus, score
 from callsbot.sinks.base import AlertSink
 from callsbot.sources.cielo import CieloAuthError, PollResult
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 AGGREGATOR_ROLE = "aggregator"
 SCORER_ROLE = "scorer"
+#: The published reputation is re-read at most this often (s), and at least once per job interval.
+REPUTATION_REFRESH_SECONDS = 60.0
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -135,6 +138,8 @@ class Scorer:
         # In websocket mode the Cielo WebSocket service hands buys to handle_buys (and polls only
         # while the socket is down); the scorer's own poll stays off.
         self._polls_feed = settings.cielo.mode == "poll"
+        self._reputation: Reputation = NEUTRAL
+        self._reputation_read_at: float | None = None
 
     # -- introspection (tests, /api) -----------------------------------------------------------
 
@@ -409,18 +414,66 @@ class Scorer:
         return Scored(buy, "market_unknown")
 
     async def _consensus(self, token: str) -> tuple[Consensus, int | None]:
+        settings = self._settings.consensus
         try:
-            members = await self._store.groups(token)
+            if settings.weighted:
+                members, votes = await self._store.groups_and_votes(token)
+            else:
+                members, votes = await self._store.groups(token), {}
             age = await self._store.heartbeat_age(AGGREGATOR_ROLE)
         except StoreError as exc:
             self._metrics.store_errors.labels(op="consensus").inc()
             log.warning("scorer: consensus for %s degraded, store unreachable: %s", token, exc)
-            return consensus(None, heartbeat_age=None, settings=self._settings.consensus), None
-        names = [g for g, _ in sorted(members.items(), key=lambda kv: (kv[1], kv[0]))]
-        cons = consensus(names, heartbeat_age=age, settings=self._settings.consensus)
+            return consensus(None, heartbeat_age=None, settings=settings), None
+        if settings.weighted:
+            now = self._clock.time()
+            reputation = self._reputation
+            if self._reputation_read_at is None or now - self._reputation_read_at >= min(
+                REPUTATION_REFRESH_SECONDS, settings.job_interval_seconds
+            ):
+                reputation = await self._published_reputation()
+            cons = consensus(
+                members,
+                heartbeat_age=age,
+                settings=settings,
+                now=now,
+                reputation=reputation,
+                votes=votes,
+            )
+        else:
+            names = [g for g, _ in sorted(members.items(), key=lambda kv: (kv[1], kv[0]))]
+            cons = consensus(names, heartbeat_age=age, settings=settings)
         if cons.degraded:
             log.warning("scorer: consensus for %s degraded: %s", token, cons.reason)
-        return cons, len(names)
+        return cons, len(members)
+
+    @property
+    def reputation(self) -> Reputation:
+        """The reputation weighted consensus uses now (:data:`NEUTRAL` until one is read)."""
+        return self._reputation
+
+    async def _published_reputation(self) -> Reputation:
+        """Read the published reputation again (the caller decides when: once per refresh)."""
+        now = self._clock.time()
+        self._reputation_read_at = now
+        try:
+            published = await self._store.reputation()
+        except StoreError as exc:
+            # Weights change slowly: the last ones read serve until the store answers again.
+            self._metrics.store_errors.labels(op="reputation").inc()
+            log.warning("scorer: cannot read the published reputation, keeping the last: %s", exc)
+            return self._reputation
+        if published is None:
+            self._reputation = NEUTRAL
+        elif published.computed_at != self._reputation.computed_at:
+            self._reputation = published
+            log.info(
+                "scorer: reputation of %.0f s ago: %d weighted groups, %d copy relations",
+                now - published.computed_at,
+                len(published.weights),
+                len(published.copies),
+            )
+        return self._reputation
 
     async def _score(self, buy: Buy, snapshot: MarketSnapshot) -> Scored:
         cons, count = await self._consensus(buy.token)

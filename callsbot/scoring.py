@@ -7,12 +7,15 @@ docs/scoring.md lists every rule with its defaults.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
 from callsbot.config import ConsensusSettings, ScoringSettings, Tier
 from callsbot.models import Buy, MarketSnapshot
+from callsbot.reputation.independence import AtOnceVote
+from callsbot.reputation.snapshot import NEUTRAL, Reputation
+from callsbot.reputation.weighted import Term, WeightedSum, weighted_level, weighted_sum
 
 MIN_SCORE = 0.0
 MAX_SCORE = 10.0
@@ -24,45 +27,98 @@ class Consensus:
 
     Attributes:
         points: added to the base score.
-        groups: the groups that called the token in the window (empty when degraded).
+        groups: the groups that called the token in the window (empty when degraded), in call
+            order.
         degraded: the store or the aggregator could not be trusted, so ``points`` is 0.
         reason: one line for the alert.
+        mode: ``count`` or ``weighted`` (``[consensus] mode``).
+        strength: S, the weighted sum (weighted mode only).
+        terms: each group's weight, vote, decay and part of S, with why its vote is below 1
+            (weighted mode only); the score card keeps them.
     """
 
     points: int
     groups: tuple[str, ...]
     degraded: bool
     reason: str
+    mode: str = "count"
+    strength: float | None = None
+    terms: tuple[Term, ...] = ()
 
 
 def consensus(
-    groups: Sequence[str] | None,
+    groups: Sequence[str] | Mapping[str, float] | None,
     *,
     heartbeat_age: float | None,
     settings: ConsensusSettings,
+    now: float | None = None,
+    reputation: Reputation = NEUTRAL,
+    votes: Mapping[str, AtOnceVote] | None = None,
 ) -> Consensus:
     """Turn the groups that called a token into points (design.md's tier table).
 
     Args:
-        groups: distinct groups in the window, or ``None`` when the store could not be asked.
+        groups: the distinct groups in the window: their names in call order, or
+            ``{group: time of its latest call}`` (what the store's ``groups(token)`` answers;
+            taken in call order: time, then name); ``None`` when the store could not be asked.
         heartbeat_age: seconds since the aggregator's last beat, ``None`` if it has none.
-        settings: the tiers and the staleness limit.
+        settings: the mode, the tiers, the staleness limit and the weighted parameters.
+        now: unix seconds, for the decay of weighted mode (default: the latest call; names
+            without times count as called ``now``).
+        reputation: published weights and copy relations (weighted mode; default: neutral).
+        votes: at-once votes of groups that repeat a vote already cast (weighted mode).
 
     Returns:
         The tier's points; 0 and ``degraded`` when the store is unreachable or the aggregator's
         heartbeat is missing or older than ``settings.heartbeat_stale_seconds`` — an absent
-        aggregator must never turn into a "solo" penalty.
+        aggregator must never turn into a "solo" penalty. ``count`` mode: the tier of the number
+        of groups. ``weighted`` mode: the tier of the level S reaches
+        (:func:`~callsbot.reputation.weighted.weighted_level`); −1 still only when no group
+        called.
     """
     if groups is None:
-        return Consensus(0, (), True, "⚠️ CONSENSUS UNKNOWN: 0 (signal store unreachable)")
-    if heartbeat_age is None or heartbeat_age > settings.heartbeat_stale_seconds:
-        age = (
-            "no heartbeat" if heartbeat_age is None else f"last heartbeat {heartbeat_age:.0f}s ago"
+        return Consensus(
+            0, (), True, "⚠️ CONSENSUS UNKNOWN: 0 (signal store unreachable)", settings.mode
         )
-        return Consensus(0, tuple(groups), True, f"⚠️ CONSENSUS UNKNOWN: 0 (aggregator {age})")
-    n = len(groups)
-    points = tier_points(n, settings.tiers)
-    return Consensus(points, tuple(groups), False, _consensus_line(points, tuple(groups)))
+    stale = heartbeat_age is None or heartbeat_age > settings.heartbeat_stale_seconds
+    if stale or not settings.weighted:
+        if isinstance(groups, Mapping):
+            names = tuple(g for g, _ in sorted(groups.items(), key=_by_time))
+        else:
+            names = tuple(groups)
+        if stale:
+            age = (
+                "no heartbeat"
+                if heartbeat_age is None
+                else f"last heartbeat {heartbeat_age:.0f}s ago"
+            )
+            return Consensus(
+                0, names, True, f"⚠️ CONSENSUS UNKNOWN: 0 (aggregator {age})", settings.mode
+            )
+        points = tier_points(len(names), settings.tiers)
+        return Consensus(points, names, False, _consensus_line(points, names))
+    if isinstance(groups, Mapping):
+        calls = groups
+        at = now if now is not None else max(groups.values(), default=0.0)
+    else:
+        at = now if now is not None else 0.0
+        calls = dict.fromkeys(groups, at)
+    total = weighted_sum(
+        calls,
+        now=at,
+        half_life_seconds=settings.half_life_seconds,
+        reputation=reputation,
+        votes=votes,
+    )
+    names = tuple([t.group for t in total.terms])
+    level = weighted_level(total.total, len(names), settings)
+    points = tier_points(level, settings.tiers)
+    line = _weighted_line(points, level, total) if names else _consensus_line(points, names)
+    return Consensus(points, names, False, line, "weighted", total.total, total.terms)
+
+
+def _by_time(call: tuple[str, float]) -> tuple[float, str]:
+    return (call[1], call[0])
 
 
 def tier_points(n_groups: int, tiers: Sequence[Tier]) -> int:
@@ -71,6 +127,17 @@ def tier_points(n_groups: int, tiers: Sequence[Tier]) -> int:
     if not eligible:
         raise ValueError(f"no consensus tier covers {n_groups} groups")
     return max(eligible, key=lambda t: t.min_groups).points
+
+
+def _weighted_line(points: int, level: int, total: WeightedSum) -> str:
+    parts = [
+        f"{t.group} {t.note} ×{t.weight * t.vote:.1f}"
+        if t.note
+        else f"{t.group} ×{t.weight * t.vote:.1f}"
+        for t in total.terms
+    ]
+    icon = "🤝" if level >= 2 else "👤"
+    return f"{icon} CONSENSUS: {points:+d} (S {total.total:.1f}: {', '.join(parts)})"
 
 
 def _consensus_line(points: int, groups: tuple[str, ...]) -> str:

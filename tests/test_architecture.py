@@ -49,6 +49,8 @@ def test_the_contract_holds_on_the_code_as_it_is(tmp_path: Path) -> None:
         ("web.py", "callsbot.runtime.app"),  # web and app importing each other again
         ("outcomes/path.py", "callsbot.config"),  # the pure outcome maths reading settings
         ("outcomes/report.py", "matplotlib"),  # the pure report loading a plotting library
+        ("reputation/weights.py", "callsbot.store.memory"),  # pure reputation reading a store
+        ("reputation/independence.py", "redis"),  # ... or a client library
     ],
 )
 def test_an_upward_import_breaks_the_contract(tmp_path: Path, module: str, upward: str) -> None:

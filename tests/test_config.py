@@ -97,6 +97,20 @@ def test_env_lists_and_optionals(tmp_path: Path) -> None:
             "min_groups = 0",
         ),
         ("[web]\nenabled = 'yes'\n", {}, "web.enabled", "expected true or false"),
+        ("[consensus]\nmode = 'votes'\n", {}, "consensus.mode", "one of count, weighted"),
+        (
+            "[consensus]\nlevel3_threshold = 1.5\n",
+            {},
+            "consensus.level3_threshold",
+            "must be >= level2_threshold (2)",
+        ),
+        (
+            "[consensus]\nweight_max = 3.0\n",
+            {"CALLSBOT_CONSENSUS_WEIGHT_MIN": "4"},
+            "consensus.weight_max",
+            "must be >= weight_min (4)",
+        ),
+        ("[consensus]\nhalf_life_seconds = 0\n", {}, "consensus.half_life_seconds", "> 0"),
         ("[log]\nformat = 'xml'\n", {}, "log.format", "must be one of text, json"),
         ("", {"CALLSBOT_STORE_RETRIES": "many"}, "CALLSBOT_STORE_RETRIES", "expected an integer"),
         ("", {"CALLSBOT_STORE_URL": "mongodb://x"}, "CALLSBOT_STORE_URL", "unknown store scheme"),
@@ -185,3 +199,11 @@ def test_cli_api_key_unusable_as_a_header_exits_2_without_echoing_it(tmp_path: P
     assert lines[0].startswith("callsbot: config error: CALLSBOT_CIELO_API_KEY: ")
     assert "U+0001" in lines[0]
     assert "sekrit" not in result.stderr
+
+
+def test_weighted_consensus_from_file_and_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "[consensus]\nmode = 'weighted'\nlevel3_threshold = 4.0\n")
+    s = load_settings(path, environ={"CALLSBOT_CONSENSUS_LEVEL2_THRESHOLD": "3.5"}, env_file=None)
+    assert (s.consensus.mode, s.consensus.weighted) == ("weighted", True)
+    assert (s.consensus.level2_threshold, s.consensus.level3_threshold) == (3.5, 4.0)
+    assert load_settings(None, environ={}, env_file=None).consensus.weighted is False

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callsbot.config import ConsensusSettings, ScoringSettings, Tier
 from callsbot.models import Buy, MarketSnapshot
+from callsbot.reputation.snapshot import Reputation
 from callsbot.scoring import (
     RULES,
     Consensus,
@@ -25,6 +30,7 @@ from callsbot.scoring import (
 )
 
 NOW = 1_700_000_000.0
+NOW_INT = int(NOW)
 TOKEN = "9BB6NFEcjBCtnNLFko2FqVQBq8HHM13kCyYcdQbgpump"
 DEFAULT = ConsensusSettings()
 S = ScoringSettings()
@@ -303,3 +309,147 @@ def test_helpers() -> None:
     assert format_price(0.00001234) == "$0.00001234"
     assert format_price(None) == "n/a"
     assert format_price(float("nan")) == "n/a"
+
+
+# -- consensus modes (issue 14) ---------------------------------------------------------------
+
+
+def todays_consensus(
+    groups: Sequence[str] | None, *, heartbeat_age: float | None, settings: ConsensusSettings
+) -> Consensus:
+    """The deployed rule as it was before weighted mode existed (the oracle of count mode)."""
+    if groups is None:
+        return Consensus(0, (), True, "⚠️ CONSENSUS UNKNOWN: 0 (signal store unreachable)")
+    if heartbeat_age is None or heartbeat_age > settings.heartbeat_stale_seconds:
+        age = (
+            "no heartbeat" if heartbeat_age is None else f"last heartbeat {heartbeat_age:.0f}s ago"
+        )
+        return Consensus(0, tuple(groups), True, f"⚠️ CONSENSUS UNKNOWN: 0 (aggregator {age})")
+    n = len(groups)
+    points = tier_points(n, settings.tiers)
+    if n == 0:
+        line = f"⚠️ SOLO SIGNAL: {points:+d} (no other groups)"
+    else:
+        label = "MULTI-BOT CONSENSUS" if n >= 2 else "ONE GROUP"
+        icon = "🤝" if n >= 2 else "👤"
+        line = (
+            f"{icon} {label}: {points:+d} ({n} group{'s' if n != 1 else ''}: {', '.join(groups)})"
+        )
+    return Consensus(points, tuple(groups), False, line)
+
+
+group_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=12)
+calls_strategy = st.dictionaries(
+    group_names.map(lambda s: "@" + s), st.integers(NOW_INT - 3599, NOW_INT), max_size=12
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    calls_strategy,
+    st.one_of(st.none(), st.floats(0, 60)),
+    st.sampled_from([DEFAULT, CUSTOM]),
+    st.booleans(),
+    st.builds(
+        lambda w, c: Reputation(NOW, weights=w, copies=c),
+        st.dictionaries(group_names.map(lambda s: "@" + s), st.floats(0.5, 2.0), max_size=4),
+        st.just({}),
+    ),
+)
+def test_count_mode_equals_todays_rule_for_any_groups_and_times(
+    members: dict[str, int],
+    age: float | None,
+    tiers: ConsensusSettings,
+    as_calls: bool,
+    reputation: Reputation,
+) -> None:
+    ordered = sorted(members.items(), key=lambda kv: (kv[1], kv[0]))
+    names = [g for g, _ in ordered]
+    settings_ = attrs.evolve(tiers, mode="count")
+    given_groups: dict[str, int] | list[str] = dict(members) if as_calls else list(names)
+    new = consensus(
+        given_groups, heartbeat_age=age, settings=settings_, now=NOW, reputation=reputation
+    )
+    old = todays_consensus(names, heartbeat_age=age, settings=settings_)
+    assert (new.points, new.groups, new.degraded, new.reason) == (
+        old.points,
+        old.groups,
+        old.degraded,
+        old.reason,
+    )
+    assert new == old  # nothing else is added in count mode
+    assert consensus(None, heartbeat_age=age, settings=settings_) == todays_consensus(
+        None, heartbeat_age=age, settings=settings_
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(calls_strategy)
+def test_weighted_mode_with_neutral_inputs_and_no_decay_gives_the_count_points(
+    members: dict[str, int],
+) -> None:
+    ordered = sorted(members.items(), key=lambda kv: (kv[1], kv[0]))
+    calls = dict(ordered)
+    neutral = ConsensusSettings(mode="weighted", half_life_seconds=math.inf)
+    weighted = consensus(calls, heartbeat_age=1.0, settings=neutral, now=NOW)
+    counted = consensus([g for g, _ in ordered], heartbeat_age=1.0, settings=DEFAULT)
+    assert weighted.points == counted.points
+    assert weighted.strength == len(ordered)
+
+
+def test_weighted_line_names_each_groups_weight_and_discount() -> None:
+    rep = Reputation(NOW, weights={"@a": 1.3, "@b": 1.8}, copies={("@a", "@c"): 0.7})
+    cons = consensus(
+        {"@a": NOW_INT - 120, "@b": NOW_INT - 90, "@c": NOW_INT - 60},
+        heartbeat_age=1.0,
+        settings=ConsensusSettings(mode="weighted", half_life_seconds=math.inf),
+        now=NOW,
+        reputation=rep,
+    )
+    assert cons.reason == "🤝 CONSENSUS: +2 (S 3.4: @a ×1.3, @b ×1.8, @c copy of @a ×0.3)"
+    assert (cons.points, cons.mode, cons.strength) == (2, "weighted", pytest.approx(3.4))
+    assert [(t.group, t.weight, round(t.vote, 2), t.note) for t in cons.terms] == [
+        ("@a", 1.3, 1.0, ""),
+        ("@b", 1.8, 1.0, ""),
+        ("@c", 1.0, 0.3, "copy of @a"),
+    ]
+
+
+def test_weighted_mode_never_turns_a_called_token_solo() -> None:
+    rep = Reputation(NOW, weights={"@weak": 0.5})
+    cons = consensus(
+        {"@weak": NOW_INT - 3000},
+        heartbeat_age=1.0,
+        settings=ConsensusSettings(mode="weighted"),
+        now=NOW,
+        reputation=rep,
+    )
+    assert cons.points == 0
+    assert cons.reason.startswith("👤 CONSENSUS: +0 (S 0.2: @weak ×0.5)")
+    none = consensus([], heartbeat_age=1.0, settings=ConsensusSettings(mode="weighted"), now=NOW)
+    assert (none.points, none.reason) == (-1, "⚠️ SOLO SIGNAL: -1 (no other groups)")
+
+
+@pytest.mark.parametrize(("groups", "age"), [(None, 1.0), ({"@a": NOW_INT}, None)])
+def test_weighted_mode_degrades_like_count_mode(
+    groups: dict[str, int] | None, age: float | None
+) -> None:
+    weighted = consensus(groups, heartbeat_age=age, settings=ConsensusSettings(mode="weighted"))
+    counted = consensus(
+        None if groups is None else list(groups), heartbeat_age=age, settings=DEFAULT
+    )
+    assert (weighted.points, weighted.degraded, weighted.reason) == (
+        counted.points,
+        counted.degraded,
+        counted.reason,
+    )
+    assert weighted.points == 0
+    assert weighted.degraded
+
+
+def test_weighted_thresholds_are_settings() -> None:
+    strict = ConsensusSettings(
+        mode="weighted", half_life_seconds=math.inf, level2_threshold=2.5, level3_threshold=4.0
+    )
+    calls = {f"@g{i}": NOW_INT for i in range(3)}
+    assert consensus(calls, heartbeat_age=0.0, settings=strict, now=NOW).points == 1

@@ -13,7 +13,19 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from callsbot.cli import backfill, check, db, demo, feed, history, login, outcome, run, token
+from callsbot.cli import (
+    backfill,
+    check,
+    db,
+    demo,
+    feed,
+    groups,
+    history,
+    login,
+    outcome,
+    run,
+    token,
+)
 from callsbot.config import Settings, load_settings
 from callsbot.errors import EXIT_CONFIG, ConfigError
 from callsbot.logs import setup_logging
@@ -28,6 +40,7 @@ COMMANDS: dict[str, ModuleType] = {
     "token": token,
     "feed": feed,
     "backfill": backfill,
+    "groups": groups,
     "demo": demo,
     "db": db,
     "history": history,

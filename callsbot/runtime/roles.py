@@ -8,7 +8,8 @@ only connects what the other modules define.
   hub (with the standard subscribers: metrics and the consensus log line).
 - ``build_*`` make one piece each from the parts.
 - :func:`role_services` lists the services of a role (``aggregator``, ``scorer``), ready for
-  :mod:`callsbot.runtime.app` to supervise.
+  :mod:`callsbot.runtime.app` to supervise. In weighted consensus mode the aggregator also
+  tracks at-once votes; the scorer runs the reputation job when a mention log is configured.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -47,6 +48,8 @@ from callsbot.history.sql import open_history
 from callsbot.market.gate import open_market
 from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
+from callsbot.reputation.inputs import Labels, MentionLog
+from callsbot.reputation_job import ReputationJob
 from callsbot.runtime.probes import StoreProbe
 from callsbot.runtime.service import Service
 from callsbot.scorer import FeedSource, Scorer
@@ -58,7 +61,7 @@ from callsbot.sources.cielo import CieloFeed
 from callsbot.sources.cielo_ws import CieloWebSocket
 from callsbot.sources.telegram import MessageIntake, TelegramGateway, TelegramListener
 from callsbot.store import SignalStore, open_store
-from callsbot.subscribers import subscribe_standard
+from callsbot.subscribers import VoteTracker, subscribe_standard
 from callsbot.web import WebContext, WebServer
 
 log = logging.getLogger("callsbot")
@@ -81,6 +84,9 @@ class Parts:
             a pipeline that validates nothing (tests, ``backfill --no-validate`` dry runs).
         events: the process's event hub.
         sleep: the pause every loop uses (a fake-clock sleep in replays and tests).
+        mention_log: where the reputation job reads first mentions (the history store when it
+            is configured); ``None``: no reputation job, every weight stays 1.
+        labels: where it reads hit labels (the outcome tracker); ``None``: no labels yet.
     """
 
     settings: Settings
@@ -90,6 +96,8 @@ class Parts:
     market: MarketData | None
     events: EventHub
     sleep: Sleep = asyncio.sleep
+    mention_log: MentionLog | None = None
+    labels: Labels | None = None
 
 
 @contextlib.asynccontextmanager
@@ -130,11 +138,13 @@ def make_parts(
     store: SignalStore,
     market: MarketData | None,
     sleep: Sleep = asyncio.sleep,
+    mention_log: MentionLog | None = None,
+    labels: Labels | None = None,
 ) -> Parts:
     """Parts over a store and market data the caller owns (tests, replays), with a new hub."""
     events = EventHub(metrics=metrics, clock=clock)
     subscribe_standard(events, window=store, clock=clock, metrics=metrics)
-    return Parts(settings, clock, metrics, store, market, events, sleep)
+    return Parts(settings, clock, metrics, store, market, events, sleep, mention_log, labels)
 
 
 def build_pipeline(parts: Parts, *, validate: bool = True, spool: Path | None = None) -> Aggregator:
@@ -312,6 +322,31 @@ async def open_recorder(
         await store.aclose()
 
 
+def build_reputation_job(parts: Parts) -> ReputationJob | None:
+    """The periodic reputation job, or ``None`` when no mention log is configured."""
+    if parts.mention_log is None:
+        return None
+    return ReputationJob(
+        mentions=parts.mention_log,
+        labels=parts.labels,
+        board=parts.store,
+        claims=parts.store,
+        settings=parts.settings.consensus,
+        clock=parts.clock,
+    )
+
+
+def subscribe_vote_tracker(
+    parts: Parts, *, monitored: Callable[[], Mapping[int, str]] | None = None
+) -> VoteTracker | None:
+    """In weighted mode, the at-once vote tracker on the hub (``None`` in count mode)."""
+    if not parts.settings.consensus.weighted:
+        return None
+    tracker = VoteTracker(parts.store, metrics=parts.metrics, monitored=monitored)
+    parts.events.subscribe("votes", tracker, kinds=[MentionRecorded])
+    return tracker
+
+
 def build_store_probe(parts: Parts) -> StoreProbe:
     """The store's readiness probe (cached; refreshed every heartbeat interval)."""
     return StoreProbe(
@@ -424,7 +459,11 @@ async def role_services(
         async with telegram_gateway(
             parts.settings, clock=parts.clock, stop=stop, replay=replay
         ) as gateway:
-            yield [pipeline, build_listener(parts, gateway, pipeline)]
+            listener = build_listener(parts, gateway, pipeline)
+            subscribe_vote_tracker(
+                parts, monitored=lambda: {c: g.name for c, g in listener.groups.items()}
+            )
+            yield [pipeline, listener]
         return
     if role == "scorer":
         feed = build_feed(parts)
@@ -432,6 +471,9 @@ async def role_services(
         services: list[Service] = [scorer]
         if parts.settings.cielo.mode == "websocket":
             services.append(build_cielo_ws(parts, feed, scorer))
+        job = build_reputation_job(parts)
+        if job is not None:
+            services.append(job)
         try:
             yield services
         finally:

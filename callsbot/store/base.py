@@ -19,6 +19,8 @@ from typing import Self
 import attrs
 
 from callsbot.clock import Clock, unix_seconds
+from callsbot.reputation.independence import AtOnceVote
+from callsbot.reputation.snapshot import Reputation
 
 
 class MentionWindow(abc.ABC):
@@ -257,11 +259,55 @@ class EventStream(abc.ABC):
         """
 
 
-class SignalStore(MentionWindow, Liveness, Claims, Cursors, EventStream):
+class ReputationBoard(abc.ABC):
+    """What the weighted consensus shares across processes (docs/consensus.md).
+
+    - The reputation the periodic job computed (group weights, copy probabilities, clusters),
+      with the moment it describes; one value, replaced by each publication.
+    - The at-once votes of the window: per token, the groups whose calls repeat a vote already
+      cast (a forward, the same text, the same sender). A group without an entry made its own
+      call. They live one window, like the mentions they describe.
+    """
+
+    @abc.abstractmethod
+    async def publish_reputation(self, reputation: Reputation) -> None:
+        """Replace the published reputation with ``reputation``.
+
+        Raises:
+            StoreError: it may not have been written.
+        """
+
+    @abc.abstractmethod
+    async def reputation(self) -> Reputation | None:
+        """The last published reputation, or ``None`` when none was ever published.
+
+        Raises:
+            StoreError: could not ask, or what is stored cannot be read.
+        """
+
+    @abc.abstractmethod
+    async def put_vote(self, token: str, group: str, vote: AtOnceVote) -> None:
+        """Set ``group``'s at-once vote for ``token`` (kept one window from this write).
+
+        Raises:
+            StoreError: it may not have been written.
+        """
+
+    @abc.abstractmethod
+    async def votes(self, token: str) -> dict[str, AtOnceVote]:
+        """The at-once votes recorded for ``token`` within the last window, by group.
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+
+class SignalStore(MentionWindow, Liveness, Claims, Cursors, EventStream, ReputationBoard):
     """A whole backend: every capability, one connection pool, one lifecycle.
 
     Callers take the capability they use (:class:`MentionWindow`, :class:`Claims`,
-    :class:`Liveness`, :class:`Cursors`); only the wiring holds the whole store.
+    :class:`Liveness`, :class:`Cursors`, :class:`EventStream`, :class:`ReputationBoard`); only
+    the wiring holds the whole store.
     """
 
     async def record_once(
@@ -271,6 +317,14 @@ class SignalStore(MentionWindow, Liveness, Claims, Cursors, EventStream):
         if not await self.claim(claim, ttl):
             return None
         return await self.record(token, group, ts)
+
+    async def groups_and_votes(self, token: str) -> tuple[dict[str, int], dict[str, AtOnceVote]]:
+        """:meth:`groups` and :meth:`votes` of ``token`` (one round trip where the backend can).
+
+        Raises:
+            StoreError: could not ask.
+        """
+        return await self.groups(token), await self.votes(token)
 
     # -- lifecycle -----------------------------------------------------------------------------
 

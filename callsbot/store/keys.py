@@ -23,6 +23,16 @@ def token(address: str) -> str:
     return f"{PREFIX}:token:{address}"
 
 
+#: String: the published reputation (weights, copy probabilities, clusters, the moment they
+#: describe) as JSON; replaced by each publication, no TTL.
+REPUTATION = f"{PREFIX}:reputation"
+
+
+def votes(address: str) -> str:
+    """Hash of the at-once votes for ``address``: field = group, value = the vote as JSON."""
+    return f"{PREFIX}:votes:{address}"
+
+
 def heartbeat(role: str) -> str:
     """String holding ``role``'s last beat in unix seconds."""
     return f"{PREFIX}:heartbeat:{role}"
@@ -59,3 +69,8 @@ def alert_claim(token: str) -> str:
 def chat_cursor(chat_id: int) -> str:
     """Cursor name: the last message id of ``chat_id`` that the pipeline finished."""
     return f"msg:{chat_id}"
+
+
+def reputation_job() -> str:
+    """Claim name: one process computes the reputation per job interval."""
+    return "job:reputation"

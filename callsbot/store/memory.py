@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import Sequence
 
 from callsbot.clock import Clock, unix_seconds
+from callsbot.reputation.independence import AtOnceVote
+from callsbot.reputation.snapshot import Reputation
 from callsbot.store.base import SignalStore, StreamEntry
 
 #: Claims are swept of expired entries once there are this many (then at each doubling).
@@ -31,6 +33,9 @@ class MemoryStore(SignalStore):
         self._stream_seq = 0
         self._stream_grew = asyncio.Event()
         self._positions: dict[str, str] = {}
+        self._reputation: Reputation | None = None
+        self._votes: dict[str, tuple[float, dict[str, AtOnceVote]]] = {}  # token → (expiry, votes)
+        self._votes_sweep_at = _SWEEP_EVERY
 
     def _live(self, token: str, cutoff: int) -> dict[str, int]:
         members = self._tokens.get(token)
@@ -113,6 +118,34 @@ class MemoryStore(SignalStore):
 
     async def get_cursor(self, name: str) -> int | None:
         return self._cursors.get(name)
+
+    async def publish_reputation(self, reputation: Reputation) -> None:
+        self._reputation = reputation
+
+    async def reputation(self) -> Reputation | None:
+        return self._reputation
+
+    async def put_vote(self, token: str, group: str, vote: AtOnceVote) -> None:
+        now = self.clock.time()
+        entry = self._votes.get(token)
+        members = entry[1] if entry is not None and entry[0] > now else {}
+        members[group] = vote
+        self._votes[token] = (now + self.window, members)
+        if len(self._votes) >= self._votes_sweep_at:
+            self._votes = {t: e for t, e in self._votes.items() if e[0] > now}
+            self._votes_sweep_at = max(_SWEEP_EVERY, 2 * len(self._votes))
+
+    async def votes(self, token: str) -> dict[str, AtOnceVote]:
+        return self._live_votes(token)
+
+    def _live_votes(self, token: str) -> dict[str, AtOnceVote]:
+        entry = self._votes.get(token)
+        if entry is None or entry[0] <= self.clock.time():
+            return {}
+        return dict(entry[1])
+
+    async def groups_and_votes(self, token: str) -> tuple[dict[str, int], dict[str, AtOnceVote]]:
+        return self._live(token, self.now() - self.window), self._live_votes(token)
 
     async def ping(self) -> None:
         return None

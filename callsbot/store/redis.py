@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callsbot.clock import Clock
 from callsbot.errors import StoreError
+from callsbot.reputation.independence import AtOnceVote
+from callsbot.reputation.snapshot import Reputation
 from callsbot.store import keys
 from callsbot.store.base import SignalStore, StreamEntry
 
@@ -260,6 +263,52 @@ class RedisStore(SignalStore):
 
     async def save_position(self, reader: str, entry_id: str) -> None:
         await self._run(self._redis.hset(keys.EVENT_READERS, reader, entry_id), "save_position")
+
+    # -- reputation ----------------------------------------------------------------------------
+
+    async def publish_reputation(self, reputation: Reputation) -> None:
+        await self._run(
+            self._redis.set(keys.REPUTATION, reputation.to_json()), "publish_reputation"
+        )
+
+    async def reputation(self) -> Reputation | None:
+        text = await self._run(self._redis.get(keys.REPUTATION), "reputation")
+        if text is None:
+            return None
+        try:
+            return Reputation.from_json(str(text))
+        except ValueError as exc:
+            raise StoreError(f"redis reputation unreadable: {exc}") from exc
+
+    async def put_vote(self, token: str, group: str, vote: AtOnceVote) -> None:
+        key = keys.votes(token)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(key, group, json.dumps(vote.to_json(), ensure_ascii=False))
+        pipe.expire(key, self.window)
+        await self._run(pipe.execute(), "put_vote")
+
+    async def votes(self, token: str) -> dict[str, AtOnceVote]:
+        raw = await self._run(self._redis.hgetall(keys.votes(token)), "votes")
+        return self._decode_votes(raw)
+
+    async def groups_and_votes(self, token: str) -> tuple[dict[str, int], dict[str, AtOnceVote]]:
+        cutoff = self.now() - self.window
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zrangebyscore(keys.token(token), f"({cutoff}", "+inf", withscores=True)
+        pipe.hgetall(keys.votes(token))
+        rows, raw = await self._run(pipe.execute(), "groups_and_votes")
+        return {str(m): int(score) for m, score in rows}, self._decode_votes(raw)
+
+    @staticmethod
+    def _decode_votes(raw: dict[str, str]) -> dict[str, AtOnceVote]:
+        out: dict[str, AtOnceVote] = {}
+        for group, text in raw.items():
+            try:
+                out[str(group)] = AtOnceVote.from_json(json.loads(text))
+            except (ValueError, TypeError, AttributeError):
+                # One unreadable entry must not hide the others: that group counts as its own.
+                continue
+        return out
 
     # -- lifecycle -----------------------------------------------------------------------------
 

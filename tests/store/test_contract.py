@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from callsbot.clock import FakeClock
+from callsbot.reputation.independence import FORWARD, SAME_TEXT, AtOnceVote
+from callsbot.reputation.snapshot import Reputation
 from callsbot.store.base import SignalStore
 from callsbot.store.memory import MemoryStore
 from tests.conftest import make_redis_store
@@ -206,3 +208,62 @@ class TestEventStreamContract:
         await store.save_position("web", "7-0")
         assert await store.position("scorer") == "5-0"
         assert await store.position("web") == "7-0"
+
+    # -- reputation board (issue 14) ------------------------------------------------------------
+
+    async def test_no_reputation_before_one_is_published(self, store: SignalStore) -> None:
+        assert await store.reputation() is None
+
+    async def test_published_reputation_reads_back_equal_and_is_replaced(
+        self, store: SignalStore
+    ) -> None:
+        first = Reputation(
+            T0 - 600,
+            weights={"@a": 1.28, "@b": 0.5, "-1001234": 2.0, "@ü": 1.0},
+            copies={("@a", "@b"): 0.72, ("@a", "@c"): 0.61},
+            clusters=(("@e", "@f", "@g"), ("@x", "@y")),
+        )
+        await store.publish_reputation(first)
+        assert await store.reputation() == first
+        second = Reputation(T0)
+        await store.publish_reputation(second)
+        assert await store.reputation() == second
+
+    async def test_votes_per_token_and_group(self, store: SignalStore) -> None:
+        assert await store.votes("TokA") == {}
+        fwd = AtOnceVote(FORWARD, "@a", "@a")
+        await store.put_vote("TokA", "@d", fwd)
+        await store.put_vote("TokA", "@b", AtOnceVote(SAME_TEXT, "@b", "@a"))
+        await store.put_vote("TokB", "@d", AtOnceVote(SAME_TEXT, "@d", "@c"))
+        assert await store.votes("TokA") == {"@d": fwd, "@b": AtOnceVote(SAME_TEXT, "@b", "@a")}
+        await store.put_vote("TokA", "@b", AtOnceVote("own", "@b"))  # its own call replaces it
+        assert (await store.votes("TokA"))["@b"] == AtOnceVote("own", "@b")
+        assert set(await store.votes("TokB")) == {"@d"}
+
+    async def test_votes_live_one_window_from_the_last_write(
+        self, store: SignalStore, clock: FakeClock
+    ) -> None:
+        await store.put_vote("TokA", "@d", AtOnceVote(FORWARD, "@a", "@a"))
+        if isinstance(store, MemoryStore):
+            clock.advance(WINDOW - 1)
+            assert set(await store.votes("TokA")) == {"@d"}
+            await store.put_vote("TokA", "@e", AtOnceVote(FORWARD, "@a", "@a"))
+            clock.advance(WINDOW - 1)
+            assert set(await store.votes("TokA")) == {"@d", "@e"}
+            clock.advance(2)
+            assert await store.votes("TokA") == {}
+
+    async def test_groups_and_votes_in_one_answer(
+        self, store: SignalStore, clock: FakeClock
+    ) -> None:
+        assert await store.groups_and_votes("TokA") == ({}, {})
+        await store.record("TokA", "@a", T0 - 5)
+        await store.record("TokA", "@d", T0)
+        await store.put_vote("TokA", "@d", AtOnceVote(FORWARD, "@a", "@a"))
+        assert await store.groups_and_votes("TokA") == (
+            {"@a": T0 - 5, "@d": T0},
+            {"@d": AtOnceVote(FORWARD, "@a", "@a")},
+        )
+        clock.advance(WINDOW)
+        groups, _ = await store.groups_and_votes("TokA")
+        assert groups == {}

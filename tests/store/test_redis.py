@@ -75,6 +75,8 @@ async def test_unreachable_redis_raises_never_answers_zero(clock: FakeClock) -> 
             store.heartbeat_age("aggregator"),
             store.claim("k", 5),
             store.ping(),
+            store.reputation(),
+            store.votes("Mint111"),
         ):
             with pytest.raises(StoreError):
                 await call
@@ -117,3 +119,28 @@ def test_open_store_picks_backend_by_scheme(clock: FakeClock) -> None:
     assert type(open_store(StoreSettings(url="memory://"), clock=clock)).__name__ == "MemoryStore"
     redis_store = open_store(StoreSettings(url="redis://127.0.0.1:1/0"), clock=clock)
     assert isinstance(redis_store, RedisStore)
+
+
+async def test_reputation_and_vote_keys(redis_store: RedisStore, redis_url: str) -> None:
+    from callsbot.reputation.independence import FORWARD, AtOnceVote
+    from callsbot.reputation.snapshot import Reputation
+
+    await redis_store.publish_reputation(Reputation(T0, weights={"@a": 1.5}))
+    await redis_store.put_vote("Mint111", "@d", AtOnceVote(FORWARD, "@a", "@a"))
+    raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert await raw.type("signal_aggregator:reputation") == "string"
+        assert await raw.ttl("signal_aggregator:reputation") == -1  # replaced, never expires
+        assert '"weights":{"@a":1.5}' in await raw.get("signal_aggregator:reputation")
+        assert await raw.hgetall("signal_aggregator:votes:Mint111") == {
+            "@d": '{"kind": "forward", "voter": "@a", "of": "@a"}'
+        }
+        assert 3590 < await raw.ttl("signal_aggregator:votes:Mint111") <= 3600
+        # An unreadable vote hides nothing else; an unreadable reputation is a StoreError.
+        await raw.hset("signal_aggregator:votes:Mint111", "@x", "not json")
+        assert set(await redis_store.votes("Mint111")) == {"@d"}
+        await raw.set("signal_aggregator:reputation", '{"format": 99}')
+        with pytest.raises(StoreError, match="unreadable"):
+            await redis_store.reputation()
+    finally:
+        await raw.aclose()
