@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from bench import buy_alert, cases, dashboard, deciding_call
+from bench import buy_alert, cases, dashboard, deciding_call, recorder_overhead
 from bench.history import case_history
 from bench.report import Row, machine, table, write_json
 from callsbot.testing.pg_server import PostgresServer
@@ -42,6 +42,7 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "9": ("history", lambda cfg: case_history(cfg.pg_url)),
     "10": ("dashboard", dashboard.case_dashboard),
     "13": ("deciding call → alert", lambda cfg: deciding_call.case_deciding_call(cfg.redis_url)),
+    "16": ("history recorder overhead", recorder_overhead.case_recorder_overhead),
     "14": ("weighted consensus scoring", cases.case_weighted_scoring),
     "15": ("reputation job", cases.case_reputation_job),
 }
