@@ -27,7 +27,7 @@ from bench.report import Row, Target
 from callsbot.clock import SystemClock
 from callsbot.config import HistorySettings
 from callsbot.events import EventHub, MentionRecorded
-from callsbot.history.fingerprint import fingerprint
+from callsbot.fingerprint import fingerprint
 from callsbot.history.recorder import HistoryRecorder
 from callsbot.history.schema import mentions as mentions_table
 from callsbot.history.sql import SQLHistory, mention_row

@@ -39,9 +39,9 @@ from callsbot.events import (
     structure,
     unstructure,
 )
+from callsbot.fingerprint import fingerprint, to_signed
 from callsbot.history import schema
 from callsbot.history.base import HistoryStore
-from callsbot.history.fingerprint import fingerprint, to_signed
 from callsbot.history.recording import BY_KIND, EVENT_TYPES
 from callsbot.models import Buy, ForwardHeader, MarketSnapshot, MessageRef, Reason, Status, Verdict
 from callsbot.scoring import Consensus, ScoreCard, ScoreLine

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from callsbot.errors import ConfigError, HistoryUnavailable
 from callsbot.events import Event, MentionRecorded
+from callsbot.fingerprint import fingerprint, to_unsigned
 from callsbot.history import schema
-from callsbot.history.fingerprint import fingerprint, to_unsigned
 from callsbot.history.sql import SQLHistory, async_url, head_revision
 from callsbot.testing.redis_server import free_port
 from tests.history import factory as f

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callsbot.history.fingerprint import (
+from callsbot.fingerprint import (
     fingerprint,
     hamming,
     normalise,

@@ -98,7 +98,7 @@ def test_the_same_text_from_another_group_votes_zero_within_a_day_only() -> None
     votes = message_votes(
         [
             text_mention(T0, "@a", -1001, TEXT),
-            text_mention(T0 + 300, "@b", -1002, TEXT.upper() + " 💎"),  # near copy
+            text_mention(T0 + 300, "@b", -1002, TEXT.upper() + "!!"),  # near copy: 2 bits
             text_mention(T0 + 400, "@a", -1001, TEXT),  # its own text again: not a copy
             text_mention(T0 + 86_401, "@c", -1003, TEXT),  # more than 24 h after both
         ]
