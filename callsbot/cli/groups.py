@@ -92,9 +92,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--mentions",
-        required=True,
         metavar="FILE",
-        help="JSONL mention log (docs/consensus.md; backfill --dry-run writes one)",
+        help="JSONL mention log (docs/consensus.md; backfill --dry-run writes one); "
+        "default: the history database ([history] url)",
     )
     p.add_argument("--labels", metavar="FILE", help="JSONL hit labels (none: no outcomes yet)")
     p.add_argument(
@@ -109,7 +109,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    """Read the files, print the report; 2 on a bad argument, 1 on an unreadable file."""
+    """Read the history (or the files), print the report; 2 on a bad argument, 1 when unreadable."""
+    if args.mentions is None:
+        return asyncio.run(_from_history(args, settings))
     try:
         log = JsonlMentionLog.load(args.mentions)
         labels: Labels = JsonlLabels.load(args.labels) if args.labels else MemoryLabels()
@@ -140,3 +142,34 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             out=sys.stdout,
         )
     )
+
+
+async def _from_history(args: argparse.Namespace, settings: Settings) -> int:
+    """The report over the history database: the mentions it holds, the labels it has."""
+    from callsbot.errors import ConfigError, HistoryUnavailable
+    from callsbot.history.mention_log import HistoryMentionLog
+    from callsbot.history.sql import open_history
+
+    history = open_history(settings.history)
+    try:
+        try:
+            at = _iso(args.at) if args.at is not None else dt.datetime.now(dt.UTC).timestamp()
+            since = parse_since(args.since or f"{DEFAULT_DAYS}d", at=at)
+        except argparse.ArgumentTypeError as exc:
+            print(f"callsbot groups: {exc}", file=sys.stderr)
+            return 2
+        labels: Labels = JsonlLabels.load(args.labels) if args.labels else MemoryLabels()
+        return await groups_command(
+            settings,
+            mentions=HistoryMentionLog(history),
+            labels=labels,
+            since=since,
+            at=at,
+            fmt=args.format,
+            out=sys.stdout,
+        )
+    except (HistoryUnavailable, ConfigError, MentionFileError) as exc:
+        print(f"callsbot groups: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    finally:
+        await history.aclose()

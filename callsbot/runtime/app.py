@@ -49,6 +49,7 @@ async def run(
             except StoreError as exc:
                 log.warning("store not reachable at start (%s); continuing, it is retried", exc)
             log.info("callsbot starting: roles=%s store=%s", ",".join(names), safe_url(settings))
+            parts.mention_log = await stack.enter_async_context(roles.open_mention_log(parts))
             services: list[Service] = [parts.events, roles.build_store_probe(parts)]
             for name in names:
                 services += await stack.enter_async_context(

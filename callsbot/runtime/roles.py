@@ -43,6 +43,7 @@ from callsbot.events import (
     VerdictMade,
 )
 from callsbot.history.base import HistoryStore
+from callsbot.history.mention_log import HistoryMentionLog
 from callsbot.history.recorder import HistoryRecorder
 from callsbot.history.sql import open_history
 from callsbot.market.gate import open_market
@@ -320,6 +321,19 @@ async def open_recorder(
         )
     finally:
         await store.aclose()
+
+
+@contextlib.asynccontextmanager
+async def open_mention_log(parts: Parts) -> AsyncIterator[MentionLog | None]:
+    """The history as the reputation job's mention log, in weighted mode with a history."""
+    if parts.settings.consensus.mode != "weighted" or not parts.settings.history.enabled:
+        yield parts.mention_log
+        return
+    history = open_history(parts.settings.history)
+    try:
+        yield HistoryMentionLog(history)
+    finally:
+        await history.aclose()
 
 
 def build_reputation_job(parts: Parts) -> ReputationJob | None:

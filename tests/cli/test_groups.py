@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -142,3 +143,52 @@ def test_since_takes_durations_and_iso_times() -> None:
     assert parse_since("12h", at=AT) == AT - 12 * 3600
     assert parse_since("90m", at=AT) == AT - 90 * 60
     assert parse_since("2023-11-14T22:13:20", at=AT) == 1_700_000_000
+
+
+async def test_the_default_source_is_the_history_database(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from callsbot.events import MentionRecorded
+    from callsbot.history.sql import SQLHistory
+    from callsbot.models import MessageRef
+
+    h = synthetic_history()
+    url = f"sqlite:///{tmp_path / 'history.sqlite3'}"
+    history = SQLHistory(url)
+    await history.upgrade()
+    await history.record(
+        [
+            MentionRecorded(
+                at=m.ts,
+                ref=MessageRef("backfill", m.chat_id or 0, m.group, m.message_id or i, int(m.ts)),
+                token=m.token,
+                mention_kind="mint",
+                chain="solana",
+                count=1,
+                sender_id=m.sender_id,
+                forward=m.forward,
+            )
+            for i, m in enumerate(h.mentions)
+        ]
+    )
+    await history.aclose()
+    at = dt.datetime.fromtimestamp(AT, tz=dt.UTC).isoformat()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callsbot", "groups", "--format", "json", "--at", at,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(tmp_path),
+            "CALLSBOT_HISTORY_URL": url,
+        },
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, stderr.decode()
+    report = json.loads(stdout)
+    assert report["outcomes"] == NO_OUTCOMES
+    by_group = {g["group"]: g for g in report["groups"]}
+    assert by_group["@B"]["copies"][0]["leader"] == "@A"
+    assert by_group["@B"]["copies"][0]["c"] >= 0.6
+    assert by_group["@D"]["zero_votes"] == by_group["@D"]["calls"]
