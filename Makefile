@@ -68,7 +68,7 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -1 || command -v initdb
 
 # The dashboard's browser test drives Debian's Chromium through Playwright (never a browser
-# download of Playwright's own). Without it the test is skipped, unless CALLSBOT_REQUIRE_BROWSER=1.
+# download of Playwright's own). Without it the test is skipped, unless REQUIRE_BROWSER_TEST=1.
 CHROMIUM ?= /usr/bin/chromium
 chromium:
 	@[ -x $(CHROMIUM) ] || { \

@@ -3,7 +3,7 @@
 The recorded session plays through the real listener, pipeline, store, market data and scorer
 (:func:`callsbot.demo.open_demo`) with the dashboard served on a free port; the test steps the
 session itself, so nothing waits on the wall clock to move time. Without Chromium (or
-Playwright) the test is skipped with the reason; with ``CALLSBOT_REQUIRE_BROWSER=1`` (CI,
+Playwright) the test is skipped with the reason; with ``REQUIRE_BROWSER_TEST=1`` (CI,
 ``.ci/run``) that is a failure instead.
 
 The screenshot lands in ``artefacts/dashboard.png`` (git-ignored).
@@ -56,8 +56,8 @@ def playwright_api() -> Any:
             f"{CHROMIUM} is missing (Debian: apt-get install chromium; make test does it as root)"
         )
     if problem is not None:
-        if os.environ.get("CALLSBOT_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser test required (CALLSBOT_REQUIRE_BROWSER=1) but {problem}")
+        if os.environ.get("REQUIRE_BROWSER_TEST") == "1":
+            pytest.fail(f"browser test required (REQUIRE_BROWSER_TEST=1) but {problem}")
         pytest.skip(f"browser test skipped: {problem}")
     return async_api
 
