@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from urllib.parse import unquote, urlsplit
 
 from callsbot import app
 from callsbot.clock import SystemClock
@@ -80,6 +81,9 @@ def _secrets(settings: Settings) -> list[str]:
     values = [settings.telegram.api_hash, settings.cielo.api_key, settings.tg_bot.token]
     if settings.telegram.api_id is not None:
         values.append(str(settings.telegram.api_id))
+    password = urlsplit(settings.store.url).password
+    if password:
+        values += [password, unquote(password)]
     return [v for v in values if v]
 
 
@@ -98,11 +102,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     os.umask(0o077)  # session, alerts and lock files: private to this user
     if args.command == "run":
+        problems: list[str] = []
         missing = missing_for_role(settings, args.role)
         if missing:
+            problems.append(f"missing {', '.join(missing)} (environment or .env; see .env.example)")
+        if args.role in ("all", "aggregator") and not (
+            settings.telegram.groups or settings.telegram.replay
+        ):
+            problems.append(
+                "telegram.groups is empty: list your call groups (@username or -100… id) in "
+                "config.toml or CALLSBOT_TELEGRAM_GROUPS"
+            )
+        if problems:
             print(
-                f"callsbot: config error: missing {', '.join(missing)} (environment or .env; "
-                "see .env.example). To see callsbot work without credentials: make demo",
+                f"callsbot: config error: {'; '.join(problems)}. "
+                "To see callsbot work without credentials: make demo",
                 file=sys.stderr,
             )
             return EXIT_CONFIG

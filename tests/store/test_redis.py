@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from callsbot.clock import FakeClock
@@ -15,6 +17,7 @@ from tests.conftest import make_redis_store
 from tests.redis_server import RedisServer, free_port
 
 T0 = 1_700_000_000
+DEPLOY_DOC = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
 
 
 async def test_token_key_is_the_deployed_layout(redis_store: RedisStore, redis_url: str) -> None:
@@ -116,3 +119,39 @@ def test_open_store_picks_backend_by_scheme(clock: FakeClock) -> None:
     assert type(open_store(StoreSettings(url="memory://"), clock=clock)).__name__ == "MemoryStore"
     redis_store = open_store(StoreSettings(url="redis://127.0.0.1:1/0"), clock=clock)
     assert isinstance(redis_store, RedisStore)
+
+
+async def test_the_acl_in_the_deploy_docs_is_enough_for_the_whole_store(
+    redis_url: str, clock: FakeClock
+) -> None:
+    from urllib.parse import quote
+
+    [acl] = [ln for ln in DEPLOY_DOC.splitlines() if ln.startswith("ACL SETUSER callsbot ")]
+    words = acl.split()
+    password = next(w[1:] for w in words if w.startswith(">"))
+    assert any(c in password for c in "@:/")  # the docs' example needs percent-encoding
+    admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    await admin.execute_command(*words)
+    host_port = redis_url.split("://", 1)[1].split("/", 1)[0]
+    url = f"redis://callsbot:{quote(password, safe='')}@{host_port}/0"
+    store = open_store(StoreSettings(url=url), clock=clock)
+    try:
+        await store.ping()
+        assert await store.record_once("Mint111", "@a", T0, claim="msg:1:1:Mint111", ttl=60) == 1
+        assert await store.record("Mint111", "@b", T0) == 2
+        assert await store.counts(["Mint111", "Other"]) == {"Mint111": 2, "Other": 0}
+        assert set(await store.groups("Mint111")) == {"@a", "@b"}
+        assert await store.active_tokens() == ["Mint111"]
+        await store.beat("aggregator", ttl=15)
+        assert await store.heartbeat_age("aggregator") == 0
+        assert await store.claim("alert:Mint111", 60) is True
+        await store.release("alert:Mint111")
+        await store.advance_cursor("msg:-100", 7)
+        assert await store.get_cursor("msg:-100") == 7
+        # ...and nothing beyond its prefix.
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            await store.client.set("elsewhere", 1)  # type: ignore[attr-defined]
+    finally:
+        await store.aclose()
+        await admin.execute_command("ACL", "DELUSER", "callsbot")
+        await admin.aclose()
