@@ -487,7 +487,8 @@ class Aggregator:
             count,
             extra={"token": mention.token, "group": mention.group, "groups": count},
         )
-        if count >= 2:
+        if count >= 2 and log.isEnabledFor(logging.INFO):
+            # The line needs the group names: a second round trip, only when it is printed.
             await self._log_consensus(mention.token, count)
         return "recorded", count
 
