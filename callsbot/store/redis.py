@@ -18,7 +18,7 @@ from callsbot.clock import Clock
 from callsbot.store import keys
 from callsbot.store.base import SignalStore, StoreError
 
-#: Most mentions written in one MULTI/EXEC; bounds the size of one round trip.
+#: Most mentions written in one script call; bounds the size of one round trip.
 _MAX_BATCH = 512
 
 _ADVANCE_CURSOR = """
@@ -32,12 +32,12 @@ return tonumber(cur)
 
 # One batch of mentions in one command. Per mention: claim it (when asked), add the group (the
 # timestamp only moves forward), trim the window, refresh the TTL, count, and index the token.
-# The same commands a MULTI/EXEC would carry, run server-side: the client packs a few arguments
-# per mention instead of five commands and parses one reply instead of five, which is where a
-# busy aggregator spent its time. KEYS: the active index, then per mention its token key and
-# its claim key (its token key again when there is no claim). ARGV: cutoff, window, then per
-# mention token, group, stamp and the claim's TTL (0: no claim). Reply: per mention the group
-# count, or -1 when the claim was already taken.
+# These are the commands a MULTI/EXEC per batch used to carry, run server-side: the client packs
+# a few arguments per mention instead of five commands and parses one reply instead of five,
+# which is where a busy aggregator spent its time. KEYS: the active index, then per mention its
+# token key and its claim key (its token key again when there is no claim). ARGV: cutoff,
+# window, then per mention token, group, stamp and the claim's TTL (0: no claim). Reply: per
+# mention the group count, or -1 when the claim was already taken.
 _RECORD_BATCH = """
 local cutoff, window = ARGV[1], tonumber(ARGV[2])
 local out = {}
