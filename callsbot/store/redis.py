@@ -20,6 +20,9 @@ from callsbot.store.base import SignalStore, StoreError
 
 #: Most mentions written in one script call; bounds the size of one round trip.
 _MAX_BATCH = 512
+#: Batches in flight at once (each on its own connection). With two, a mention that arrives
+#: while a batch is on the wire goes out at once instead of waiting for that batch's reply.
+_IN_FLIGHT = 2
 
 _ADVANCE_CURSOR = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -104,7 +107,7 @@ class RedisStore(SignalStore):
         super().__init__(window=window, clock=clock)
         self._redis = client
         self._pending: list[_Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
         self._advance = client.register_script(_ADVANCE_CURSOR)
         self._record_batch = client.register_script(_RECORD_BATCH)
         self._closed = False
@@ -133,8 +136,8 @@ class RedisStore(SignalStore):
             raise StoreError("store is closed")
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._pending.append((token, group, self._clamp(ts), claim, fut))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="redis-store-flush")
+        if len(self._flushers) < _IN_FLIGHT:
+            self._flushers.add(asyncio.create_task(self._flush(), name="redis-store-flush"))
         return await fut
 
     async def _flush(self) -> None:
@@ -156,7 +159,11 @@ class RedisStore(SignalStore):
                     if not fut.done():
                         fut.set_result(count)
         finally:
-            self._flusher = None
+            # Synchronously with the loop's last check of _pending: a mention queued after it
+            # must find a free flusher slot.
+            task = asyncio.current_task()
+            if task is not None:
+                self._flushers.discard(task)
 
     async def _write(self, batch: list[_Pending]) -> list[int | None]:
         now = self.now()
@@ -254,8 +261,8 @@ class RedisStore(SignalStore):
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._flushers:
+            await asyncio.gather(*self._flushers, return_exceptions=True)
         await self._redis.aclose()
 
     @staticmethod

@@ -115,6 +115,30 @@ async def test_concurrent_records_share_round_trips(redis_store: RedisStore) -> 
     assert calls < 10
 
 
+async def test_a_mention_does_not_wait_for_the_batch_already_in_flight(
+    redis_store: RedisStore,
+) -> None:
+    gate, sent = asyncio.Event(), asyncio.Event()
+    original = redis_store._write
+
+    async def first_one_held(batch):  # type: ignore[no-untyped-def]
+        if not sent.is_set():
+            sent.set()
+            await gate.wait()
+        return await original(batch)
+
+    redis_store._write = first_one_held  # type: ignore[method-assign]
+    first = asyncio.create_task(redis_store.record("TokA", "@g", T0))
+    await sent.wait()  # the first batch is on its way
+    try:
+        # A second flusher takes it: written while the first batch still waits for its reply.
+        assert await asyncio.wait_for(redis_store.record("TokB", "@g", T0), timeout=5) == 1
+        assert not first.done()
+    finally:
+        gate.set()
+    assert await first == 1
+
+
 def test_open_store_picks_backend_by_scheme(clock: FakeClock) -> None:
     assert type(open_store(StoreSettings(url="memory://"), clock=clock)).__name__ == "MemoryStore"
     redis_store = open_store(StoreSettings(url="redis://127.0.0.1:1/0"), clock=clock)
