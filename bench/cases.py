@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import itertools
 import json
 import random
 import re
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import attrs
 import redis.asyncio as aioredis
 
+from bench import limits
 from bench.messages import Message, Universe, generate, random_address
 from bench.report import Row, Target
 from bench.timing import atimed, percentile, timed
@@ -49,11 +52,14 @@ GROUPS = tuple(f"@call_group_{i:02d}" for i in range(30))
 class Config:
     redis_url: str
     pg_url: str | None = None
-    e2e_seconds: float = 20.0
+    e2e_seconds: float = 8.0
     e2e_rate: float = 1000.0
     rounds: int = 5
     dash_seconds: float = 30.0
     dash_rounds: int = 2
+    extraction_rounds: int = 9
+    e2e_runs: int = 3
+    limit_rounds: int = 15
     seed: int = 20241125
 
 
@@ -83,34 +89,48 @@ def case_extraction(cfg: Config) -> list[Row]:
     rng = random.Random(cfg.seed)
     universe = Universe.make(rng, 200, 100)
     messages = generate(rng, 10_000, universe)
-    texts = [m.text for m in messages]
     rx = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}")
+    chunk = 200
+    chunks = [messages[i : i + chunk] for i in range(0, len(messages), chunk)]
 
-    def subject() -> None:
-        for m in messages:
+    def subject(part: Sequence[Message]) -> None:
+        for m in part:
             extract(m.text, m.entities)
 
-    def baseline() -> None:
+    def baseline(part: Sequence[Message]) -> None:
         found: list[str] = []
-        for text in texts:
-            for match in rx.finditer(text):
+        for m in part:
+            for match in rx.finditer(m.text):
                 found.append(match.group())
 
-    best_s = best_b = float("inf")
-    for _ in range(cfg.rounds):
-        best_b = min(best_b, timed(baseline))
-        best_s = min(best_s, timed(subject))
+    # Subject and baseline take turns on the same 200 messages, chunk after chunk, and each
+    # chunk keeps its fastest time per side: a few milliseconds per sample, so a process that
+    # takes the core for a moment spoils single samples on either side, never one side's whole
+    # round (whole-run timings of a 30 ms baseline against a 100 ms subject let load on a shared
+    # machine pull the ratio down by a third).
+    best_s = [float("inf")] * len(chunks)
+    best_b = [float("inf")] * len(chunks)
+    for r in range(cfg.extraction_rounds):
+        gc.collect()
+        for i, part in enumerate(chunks):
+            for side in ("s", "b") if (r + i) % 2 else ("b", "s"):
+                start = time.perf_counter()
+                (subject if side == "s" else baseline)(part)
+                took = time.perf_counter() - start
+                best = best_s if side == "s" else best_b
+                best[i] = min(best[i], took)
     with_address = sum(1 for m in messages if m.kind != "chatter")
     return [
         Row(
             "1",
             "extract() over 10,000 mixed messages",
-            len(messages) / best_s,
+            len(messages) / sum(best_s),
             "msg/s",
-            len(messages) / best_b,
+            len(messages) / sum(best_b),
             target=Target(">=", 0.10),
             note=f"{with_address} of {len(messages)} messages name an address; baseline: "
-            "one compiled base58 regex finditer",
+            f"one compiled base58 regex finditer; {len(chunks)} chunks x "
+            f"{cfg.extraction_rounds} interleaved rounds, fastest per chunk and side",
         )
     ]
 
@@ -173,8 +193,8 @@ async def case_redis_writes(cfg: Config) -> list[Row]:
             "mentions/s",
             n / best_b,
             target=Target(">=", 0.8),
-            note=f"baseline: raw redis.asyncio, {per_pipeline} mentions' commands per pipeline "
-            "(no MULTI), sequential",
+            note=f"baseline: raw redis.asyncio, the layout's 5 commands per mention, "
+            f"{per_pipeline} mentions per pipeline (no MULTI), sequential",
         )
     ]
 
@@ -190,18 +210,17 @@ async def case_redis_reads(cfg: Config) -> list[Row]:
     store = RedisStore(_store_client(cfg.redis_url), window=WINDOW, clock=SystemClock())
     raw = _raw_client(cfg.redis_url)
 
+    token_keys = [keys.token(t) for t in tokens]
+
     async def subject() -> None:
-        for _ in range(calls):
-            await store.counts(tokens)
+        await store.counts(tokens)
 
     async def baseline() -> None:
-        token_keys = [keys.token(t) for t in tokens]
-        for _ in range(calls):
-            cutoff = f"({int(time.time()) - WINDOW}"
-            pipe = raw.pipeline(transaction=False)
-            for key in token_keys:
-                pipe.zcount(key, cutoff, "+inf")
-            await pipe.execute()
+        cutoff = f"({int(time.time()) - WINDOW}"
+        pipe = raw.pipeline(transaction=False)
+        for key in token_keys:
+            pipe.zcount(key, cutoff, "+inf")
+        await pipe.execute()
 
     try:
         await raw.flushall()
@@ -209,10 +228,19 @@ async def case_redis_reads(cfg: Config) -> list[Row]:
         await asyncio.gather(
             *(store.record(t, g, ts) for t in tokens for g in rng.sample(GROUPS, 3))
         )
-        best_s = best_b = float("inf")
-        for _ in range(cfg.rounds):
-            best_b = min(best_b, await atimed(baseline))
-            best_s = min(best_s, await atimed(subject))
+        # Call by call, the two sides take turns and each call keeps its fastest time over the
+        # rounds: a round trip that waited for a busy core spoils one sample, not a side.
+        best_s = [float("inf")] * calls
+        best_b = [float("inf")] * calls
+        for r in range(cfg.rounds):
+            gc.collect()
+            for i in range(calls):
+                for side in ("s", "b") if (r + i) % 2 else ("b", "s"):
+                    start = time.perf_counter()
+                    await (subject() if side == "s" else baseline())
+                    took = time.perf_counter() - start
+                    best = best_s if side == "s" else best_b
+                    best[i] = min(best[i], took)
         await raw.flushall()
     finally:
         await store.aclose()
@@ -222,11 +250,12 @@ async def case_redis_reads(cfg: Config) -> list[Row]:
         Row(
             "3",
             "RedisStore.counts() of 100 tokens",
-            n / best_s,
+            n / sum(best_s),
             "tokens/s",
-            n / best_b,
+            n / sum(best_b),
             target=Target(">=", 0.8),
-            note="baseline: raw pipelined ZCOUNT of the same 100 keys",
+            note=f"baseline: raw pipelined ZCOUNT of the same 100 keys; {calls} calls x "
+            f"{cfg.rounds} interleaved rounds, fastest per call and side",
         )
     ]
 
@@ -421,9 +450,20 @@ def _serve(dex: FakeDexScreener, universe: Universe) -> None:
             dex.add_token(token)
 
 
+@attrs.frozen
+class _E2eRun:
+    achieved: float  # messages/s
+    offered: float  # messages/s
+    p50: float  # seconds
+    p99: float
+    worst: float
+    recorded: int
+    processed: int
+
+
 async def _e2e_one(
     cfg: Config, backend: str, dex: FakeDexScreener, universe: Universe, messages: list[Message]
-) -> list[Row]:
+) -> _E2eRun:
     settings = Settings()
     settings = attrs.evolve(settings, dexscreener=attrs.evolve(settings.dexscreener, url=dex.url))
     metrics = Metrics.create()
@@ -451,12 +491,18 @@ async def _e2e_one(
         warm, _ = await _offer(agg, probe, messages, 0, cfg.e2e_rate, 1.0)
         await agg.drain()
         probe.reset()
+        # The harness's own 10,000 pre-built messages are not the aggregator's heap: freeze them
+        # (and everything set up so far) out of the collector, as a long-running process's
+        # start-up objects would be after gc.freeze().
+        gc.collect()
+        gc.freeze()
         offered, start = await _offer(agg, probe, messages, warm, cfg.e2e_rate, cfg.e2e_seconds)
         await agg.drain()
         elapsed = probe.last_done - start
         stop.set()
         await runner
     finally:
+        gc.unfreeze()
         stop.set()
         if not runner.done():
             runner.cancel()
@@ -466,29 +512,15 @@ async def _e2e_one(
             await store.client.flushall()
         await store.aclose()
     lat = sorted(probe.latencies)
-    achieved = probe.processed / elapsed
-    name = "Redis" if backend == "redis" else "memory"
-    p99_target = Target("<=", 5.0, on="value", label="p99 (ms)") if backend == "redis" else None
-    note = f"{len(lat)} mentions recorded from {probe.processed} messages"
-    return [
-        Row(
-            "5",
-            f"end to end, {name}: achieved rate",
-            achieved,
-            "msg/s",
-            float(offered) / cfg.e2e_seconds,
-            note=note + "; baseline = offered rate",
-        ),
-        Row("5", f"end to end, {name}: p50 submit→recorded", percentile(lat, 50) * 1e3, "ms"),
-        Row(
-            "5",
-            f"end to end, {name}: p99 submit→recorded",
-            percentile(lat, 99) * 1e3,
-            "ms",
-            target=p99_target,
-            note=f"max {lat[-1] * 1e3:.1f} ms",
-        ),
-    ]
+    return _E2eRun(
+        achieved=probe.processed / elapsed,
+        offered=float(offered) / cfg.e2e_seconds,
+        p50=percentile(lat, 50),
+        p99=percentile(lat, 99),
+        worst=lat[-1],
+        recorded=len(lat),
+        processed=probe.processed,
+    )
 
 
 async def case_end_to_end(cfg: Config) -> list[Row]:
@@ -499,8 +531,46 @@ async def case_end_to_end(cfg: Config) -> list[Row]:
     async with FakeDexScreener() as dex:
         _serve(dex, universe)
         for backend in ("memory", "redis"):
-            rows += await _e2e_one(cfg, backend, dex, universe, messages)
+            # Several shorter runs, median reported: one burst of some other process on a
+            # shared 2-core machine spoils one run's tail, not the figure.
+            runs = [
+                await _e2e_one(cfg, backend, dex, universe, messages) for _ in range(cfg.e2e_runs)
+            ]
+            rows += _e2e_rows(cfg, backend, runs)
     return rows
+
+
+def _e2e_rows(cfg: Config, backend: str, runs: Sequence[_E2eRun]) -> list[Row]:
+    name = "Redis" if backend == "redis" else "memory"
+    p99_target = Target("<=", 5.0, on="value", label="p99 (ms)") if backend == "redis" else None
+    each = ", ".join(f"{r.p99 * 1e3:.2f}" for r in runs)
+    worst = max(r.worst for r in runs) * 1e3
+    return [
+        Row(
+            "5",
+            f"end to end, {name}: achieved rate",
+            statistics.median(r.achieved for r in runs),
+            "msg/s",
+            runs[0].offered,
+            note=f"median of {len(runs)} runs of {cfg.e2e_seconds:g} s; "
+            f"{sum(r.recorded for r in runs)} mentions recorded from "
+            f"{sum(r.processed for r in runs)} messages; baseline = offered rate",
+        ),
+        Row(
+            "5",
+            f"end to end, {name}: p50 submit→recorded",
+            statistics.median(r.p50 for r in runs) * 1e3,
+            "ms",
+        ),
+        Row(
+            "5",
+            f"end to end, {name}: p99 submit→recorded",
+            statistics.median(r.p99 for r in runs) * 1e3,
+            "ms",
+            target=p99_target,
+            note=f"median of the runs' p99: {each} ms; max {worst:.1f} ms",
+        ),
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -849,4 +919,37 @@ async def case_reputation_job(cfg: Config) -> list[Row]:
             note=f"{p['planted']} planted; chance relations among independent groups have "
             f"c ≤ {p['false_c_max']:.3f} (median {p['false_c_median']:.4f})",
         ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# 17. The worst message at Telegram's limits
+
+
+def case_limits(cfg: Config) -> list[Row]:
+    times: dict[str, list[float]] = {}
+    count = 0
+    for r in range(cfg.limit_rounds):
+        # Fresh addresses and links every round: no cache of an earlier round helps.
+        for shape in limits.shapes(cfg.seed + 8 + r):
+            count += 1
+            gc.collect()
+            start = time.perf_counter()
+            extract(shape.text, shape.entities)
+            times.setdefault(shape.name, []).append(time.perf_counter() - start)
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    ranked = sorted(medians, key=medians.__getitem__, reverse=True)
+    worst = ranked[0]
+    return [
+        Row(
+            "17",
+            "worst message at Telegram's limits (4,096 chars, 100 entities): extract()",
+            medians[worst] * 1e3,
+            "ms",
+            target=Target("<", 50.0, on="value", label="ms"),
+            note=f"slowest of {len(medians)} hostile shapes: {worst!r} (median of "
+            f"{cfg.limit_rounds}, max {max(times[worst]) * 1e3:.1f} ms); next "
+            + ", ".join(f"{n!r} {medians[n] * 1e3:.1f} ms" for n in ranked[1:3])
+            + f"; {count} messages, every address distinct",
+        )
     ]

@@ -18,7 +18,7 @@ import attrs
 class Target:
     """A pass/fail rule on a row's ``ratio`` (``on="ratio"``) or ``value`` (``on="value"``)."""
 
-    op: str  # ">=" | "<="
+    op: str  # ">=" | "<=" | "<"
     limit: float
     on: str = "ratio"
     label: str = ""
@@ -27,10 +27,12 @@ class Target:
         x = row.ratio if self.on == "ratio" else row.value
         if x is None:
             return None
+        if self.op == "<":
+            return x < self.limit
         return x >= self.limit if self.op == ">=" else x <= self.limit
 
     def describe(self) -> str:
-        op = "≥" if self.op == ">=" else "≤"
+        op = {">=": "≥", "<=": "≤", "<": "<"}[self.op]
         what = "ratio" if self.on == "ratio" else (self.label or "value")
         return f"{what} {op} {self.limit:g}"
 

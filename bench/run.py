@@ -1,10 +1,11 @@
 """``make bench``: start a throw-away redis-server, run every case, print and save the table.
 
-    python -m bench.run [--e2e-seconds 20] [--cases 1,2,5] [--output bench/results.json]
+    python -m bench.run [--e2e-seconds 8] [--e2e-runs 3] [--cases 1,2,5]
+                        [--output bench/results.json]
 
-``BENCH_E2E_SECONDS`` sets the end-to-end duration too (the flag wins). The exit code is 0 when
-every case ran, whether or not its target was met (the table says PASS/FAIL); non-zero only
-when something crashed. docs/performance.md explains each figure.
+``BENCH_E2E_SECONDS`` sets the duration of each end-to-end run too (the flag wins). The exit
+code is 0 when every case ran, whether or not its target was met (the table says PASS/FAIL);
+non-zero only when something crashed. docs/performance.md explains each figure.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "16": ("history recorder overhead", recorder_overhead.case_recorder_overhead),
     "14": ("weighted consensus scoring", cases.case_weighted_scoring),
     "15": ("reputation job", cases.case_reputation_job),
+    "17": ("worst message at Telegram's limits", cases.case_limits),
 }
 
 
@@ -53,15 +55,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--e2e-seconds",
         type=float,
-        default=float(os.environ.get("BENCH_E2E_SECONDS", "20")),
-        help="duration of each end-to-end run at the offered load (default 20, or "
+        default=float(os.environ.get("BENCH_E2E_SECONDS", "8")),
+        help="duration of each end-to-end run at the offered load (default 8, or "
         "$BENCH_E2E_SECONDS)",
     )
     parser.add_argument(
         "--dash-seconds",
         type=float,
         default=float(os.environ.get("BENCH_DASH_SECONDS", "30")),
-        help="duration of each dashboard run (case 8; default 30, or $BENCH_DASH_SECONDS)",
+        help="duration of each dashboard run (case 10; default 30, or $BENCH_DASH_SECONDS)",
+    )
+    parser.add_argument(
+        "--e2e-runs",
+        type=int,
+        default=3,
+        help="end-to-end runs per backend; the median is reported (default 3)",
     )
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case numbers")
     parser.add_argument(
@@ -70,6 +78,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.e2e_seconds <= 0:
         parser.error("--e2e-seconds must be > 0")
+    if args.e2e_runs < 1:
+        parser.error("--e2e-runs must be >= 1")
     unknown = [c for c in args.cases.split(",") if c not in CASES]
     if unknown:
         parser.error(f"unknown case(s) {unknown}; known: {', '.join(CASES)}")
@@ -126,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 redis_url=server.url,
                 pg_url=pg.url() if pg else None,
                 e2e_seconds=args.e2e_seconds,
+                e2e_runs=args.e2e_runs,
                 dash_seconds=args.dash_seconds,
             )
             version = asyncio.run(redis_version(server.url))
@@ -157,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
             "started_at": started_at.isoformat(timespec="seconds"),
             "duration_seconds": round(duration, 1),
             "machine": info,
-            "params": {"e2e_seconds": args.e2e_seconds, "cases": wanted},
+            "params": {
+                "e2e_seconds": args.e2e_seconds,
+                "e2e_runs": args.e2e_runs,
+                "cases": wanted,
+            },
             "rows": [r.as_json() for r in rows],
             "table": table(rows),
         },

@@ -6,13 +6,16 @@ below. Every key of section ``[sect]`` named ``key`` can be set from the environ
 ``.env``; a secret written into ``config.toml`` is a configuration error.
 
 Errors name the key (``store.window_seconds: expected an integer, got 'x'``) and the CLI turns
-them into exit status 2.
+them into exit status 2. A value that could be a secret (a secret field, any URL, which may hold
+a password) is never quoted in an error: the key and the kind of problem are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import math
 import os
 import tomllib
 import types
@@ -20,6 +23,7 @@ import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 from dotenv import dotenv_values
@@ -41,32 +45,121 @@ Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 def _check(predicate: Callable[[Any], bool], problem: str) -> Validator:
     def validate(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
         if value is not None and not predicate(value):
-            raise ValueError(f"{problem}, got {value!r}")
+            raise ValueError(problem)
 
     return validate
 
 
-positive = _check(lambda v: v > 0, "must be > 0")
-non_negative = _check(lambda v: v >= 0, "must be >= 0")
+def _show(limit: float) -> str:
+    return str(int(limit)) if float(limit).is_integer() else str(limit)
+
+
+def between(low: float, high: float, *, above: bool = False) -> Validator:
+    """``low <= value <= high`` (``low < value`` when ``above``)."""
+
+    def validate(_inst: Any, _attr: attrs.Attribute[Any], value: Any) -> None:
+        if value is None:
+            return
+        if value < low or (above and value == low):
+            raise ValueError(f"must be {'>' if above else '>='} {_show(low)}")
+        if value > high:
+            raise ValueError(f"must be <= {_show(high)}")
+
+    return validate
+
+
+def positive(high: float) -> Validator:
+    """``0 < value <= high``: every number has a sane ceiling, so a typo cannot mean forever."""
+    return between(0, high, above=True)
+
+
+def non_negative(high: float) -> Validator:
+    """``0 <= value <= high``."""
+    return between(0, high)
+
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+USD_MAX = 1e12
+POINTS_MAX = 100
 
 
 def one_of(*choices: str) -> Validator:
     return _check(lambda v: v in choices, f"must be one of {', '.join(choices)}")
 
 
+#: Query parameters a store URL may carry (redis-py reads them); the timeouts and retries are
+#: ``[store]`` settings instead.
+STORE_URL_PARAMS = frozenset(
+    {
+        "db",
+        "client_name",
+        "protocol",
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_cert_reqs",
+        "ssl_check_hostname",
+        "ssl_min_version",
+    }
+)
+_ENCODE_HINT = "percent-encode the password (@ → %40, : → %3A, / → %2F, ? → %3F, # → %23)"
+
+
+def store_url_problem(value: str) -> str | None:
+    """What is wrong with a store URL, or ``None``; the reason never quotes the URL.
+
+    Checks the scheme, that the password holds no raw ``@ : / ? #`` (which would move the
+    host, port or database elsewhere), the port (1..65535), the database number, the query
+    parameters and that an ``ssl_ca_certs`` file exists.
+    """
+    known = ", ".join(f"{s}://" for s in STORE_SCHEMES)
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in STORE_SCHEMES:
+        shown = f" {scheme + '://'!r}" if sep and scheme.isalpha() and len(scheme) <= 10 else ""
+        return f"unknown store scheme{shown}; known: {known}"
+    if scheme == "memory":
+        return None
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    userinfo, at, _hostport = netloc.rpartition("@")
+    if at and ("@" in userinfo or userinfo.count(":") > 1):
+        return f"the password holds a raw '@' or ':'; {_ENCODE_HINT}"
+    if "@" in tail:
+        return f"the password holds a raw '/', '?' or '#'; {_ENCODE_HINT}"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return "the port is not a number in 1..65535"
+    if port == 0:
+        return "the port is not a number in 1..65535"
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        return "the database (the path after the port) must be a number, e.g. /0"
+    for name, param in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in STORE_URL_PARAMS:
+            return (
+                f"unknown URL parameter {name[:40]!r} "
+                f"(known: {', '.join(sorted(STORE_URL_PARAMS))})"
+            )
+        if name == "ssl_ca_certs" and not os.path.isfile(param):
+            return "ssl_ca_certs names no readable file (give the CA bundle's absolute path)"
+    return None
+
+
 def _store_url(_inst: Any, _attr: attrs.Attribute[Any], value: str) -> None:
-    scheme = value.split("://", 1)[0] if "://" in value else ""
-    if scheme not in STORE_SCHEMES:
-        known = ", ".join(f"{s}://" for s in STORE_SCHEMES)
-        raise ValueError(f"unknown store scheme in {value!r}; known: {known}")
+    problem = store_url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def header_safe(value: str) -> str | None:
     """Why ``value`` cannot be sent as an HTTP header value, or ``None`` when it can.
 
     Only visible ASCII passes: API keys have no spaces, and a control character (a pasted
-    newline, ``\r`` from a Windows ``.env``) would otherwise fail every request. The reason
-    never quotes the value.
+    newline, a carriage return from a Windows ``.env``) would otherwise fail every request. The
+    reason never quotes the value.
     """
     for ch in value:
         if not "!" <= ch <= "~":
@@ -117,20 +210,20 @@ def setting(
 @attrs.frozen
 class StoreSettings:
     url: str = setting("memory://", validator=_store_url)
-    window_seconds: int = setting(3600, validator=positive)
-    connect_timeout: float = setting(2.0, validator=positive)
-    socket_timeout: float = setting(2.0, validator=positive)
-    retries: int = setting(3, validator=non_negative)
-    health_check_interval: int = setting(15, validator=non_negative)
-    heartbeat_interval: float = setting(5.0, validator=positive)
+    window_seconds: int = setting(3600, validator=positive(7 * DAY))
+    connect_timeout: float = setting(2.0, validator=positive(5 * MINUTE))
+    socket_timeout: float = setting(2.0, validator=positive(5 * MINUTE))
+    retries: int = setting(3, validator=non_negative(100))
+    health_check_interval: int = setting(15, validator=non_negative(HOUR))
+    heartbeat_interval: float = setting(5.0, validator=positive(HOUR))
 
 
 @attrs.frozen
 class Tier:
     """``min_groups`` or more distinct groups in the window give ``points``."""
 
-    min_groups: int = setting(validator=non_negative)
-    points: int = setting()
+    min_groups: int = setting(validator=non_negative(10_000))
+    points: int = setting(validator=between(-POINTS_MAX, POINTS_MAX))
 
 
 def _default_tiers() -> tuple[Tier, ...]:
@@ -157,16 +250,16 @@ class ConsensusSettings:
     """
 
     tiers: tuple[Tier, ...] = setting(factory=_default_tiers, validator=_tiers_cover_zero)
-    heartbeat_stale_seconds: float = setting(30.0, validator=positive)
+    heartbeat_stale_seconds: float = setting(30.0, validator=positive(DAY))
     mode: str = setting("count", validator=one_of(*CONSENSUS_MODES))
-    half_life_seconds: float = setting(1800.0, validator=positive)
-    level2_threshold: float = setting(2.0, validator=positive)
-    level3_threshold: float = setting(3.0, validator=positive)
-    prior_strength: float = setting(20.0, validator=non_negative)
-    forgetting_days: float = setting(30.0, validator=positive)
-    weight_min: float = setting(0.5, validator=positive)
-    weight_max: float = setting(2.0, validator=positive)
-    job_interval_seconds: float = setting(600.0, validator=positive)
+    half_life_seconds: float = setting(1800.0, validator=positive(30 * DAY))
+    level2_threshold: float = setting(2.0, validator=positive(POINTS_MAX))
+    level3_threshold: float = setting(3.0, validator=positive(POINTS_MAX))
+    prior_strength: float = setting(20.0, validator=non_negative(10_000))
+    forgetting_days: float = setting(30.0, validator=positive(3650))
+    weight_min: float = setting(0.5, validator=positive(POINTS_MAX))
+    weight_max: float = setting(2.0, validator=positive(POINTS_MAX))
+    job_interval_seconds: float = setting(600.0, validator=positive(DAY))
 
     @property
     def weighted(self) -> bool:
@@ -190,47 +283,47 @@ class ConsensusSettings:
 
 @attrs.frozen
 class TelegramSettings:
-    api_id: int | None = setting(None, secret=True)
-    api_hash: str | None = setting(None, secret=True)
+    api_id: int | None = setting(None, secret=True, validator=positive(2**31 - 1))
+    api_hash: str | None = setting(None, secret=True, validator=_header_value)
     session: str = setting("callsbot.session")
     groups: tuple[str, ...] = setting(factory=tuple)
     skip_forwards: bool = setting(False)
     skip_own: bool = setting(True)
-    resolve_retry_seconds: float = setting(300.0, validator=positive)
-    queue_size: int = setting(1000, validator=positive)
-    workers: int = setting(32, validator=positive)
-    buffer_size: int = setting(10000, validator=positive)
+    resolve_retry_seconds: float = setting(300.0, validator=positive(DAY))
+    queue_size: int = setting(1000, validator=positive(1_000_000))
+    workers: int = setting(32, validator=positive(1024))
+    buffer_size: int = setting(10000, validator=positive(10_000_000))
     #: Mentions still waiting at shutdown are saved here and taken back at the next start.
     spool_path: str = setting("callsbot-spool.jsonl")
     catch_up: bool = setting(True)
-    seen_ttl_seconds: int = setting(7200, validator=positive)
+    seen_ttl_seconds: int = setting(7200, validator=positive(30 * DAY))
 
 
 @attrs.frozen
 class ExtractionSettings:
-    max_addresses: int = setting(20, validator=positive)
+    max_addresses: int = setting(20, validator=positive(1000))
 
 
 @attrs.frozen
 class DexScreenerSettings:
     url: str = setting("https://api.dexscreener.com")
-    requests_per_minute: int = setting(250, validator=positive)
-    timeout_seconds: float = setting(10.0, validator=positive)
-    positive_ttl_seconds: float = setting(600.0, validator=non_negative)
-    negative_ttl_seconds: float = setting(120.0, validator=non_negative)
-    max_attempts: int = setting(3, validator=positive)
-    batch_size: int = setting(30, validator=_check(lambda v: 1 <= v <= 30, "must be 1..30"))
-    max_concurrency: int = setting(4, validator=positive)
-    backoff_seconds: float = setting(5.0, validator=positive)
-    max_cooldown_seconds: float = setting(60.0, validator=positive)
-    retry_wait_seconds: float = setting(0.5, validator=positive)
-    retry_deadline_seconds: float = setting(20.0, validator=positive)
+    requests_per_minute: int = setting(250, validator=positive(100_000))
+    timeout_seconds: float = setting(10.0, validator=positive(5 * MINUTE))
+    positive_ttl_seconds: float = setting(600.0, validator=non_negative(7 * DAY))
+    negative_ttl_seconds: float = setting(120.0, validator=non_negative(7 * DAY))
+    max_attempts: int = setting(3, validator=positive(100))
+    batch_size: int = setting(30, validator=between(1, 30))
+    max_concurrency: int = setting(4, validator=positive(256))
+    backoff_seconds: float = setting(5.0, validator=positive(HOUR))
+    max_cooldown_seconds: float = setting(60.0, validator=positive(HOUR))
+    retry_wait_seconds: float = setting(0.5, validator=positive(10 * MINUTE))
+    retry_deadline_seconds: float = setting(20.0, validator=positive(HOUR))
 
 
 @attrs.frozen
 class MarketSettings:
-    min_liquidity_usd: float = setting(10_000.0, validator=non_negative)
-    min_volume_h24_usd: float = setting(5_000.0, validator=non_negative)
+    min_liquidity_usd: float = setting(10_000.0, validator=non_negative(USD_MAX))
+    min_volume_h24_usd: float = setting(5_000.0, validator=non_negative(USD_MAX))
 
 
 def _stop_fall(_inst: Any, _attr: attrs.Attribute[Any], value: float) -> None:
@@ -242,21 +335,21 @@ def _stop_fall(_inst: Any, _attr: attrs.Attribute[Any], value: float) -> None:
 class GeckoTerminalSettings:
     url: str = setting("https://api.geckoterminal.com/api/v2")
     network: str = setting("solana")
-    requests_per_minute: int = setting(20, validator=positive)
-    burst: int = setting(3, validator=positive)
-    timeout_seconds: float = setting(15.0, validator=positive)
-    cooldown_seconds: float = setting(15.0, validator=positive)
-    max_cooldown_seconds: float = setting(120.0, validator=positive)
-    max_attempts: int = setting(8, validator=positive)
-    retry_wait_seconds: float = setting(2.0, validator=positive)
-    retry_deadline_seconds: float = setting(600.0, validator=positive)
+    requests_per_minute: int = setting(20, validator=positive(10_000))
+    burst: int = setting(3, validator=positive(1000))
+    timeout_seconds: float = setting(15.0, validator=positive(HOUR))
+    cooldown_seconds: float = setting(15.0, validator=positive(DAY))
+    max_cooldown_seconds: float = setting(120.0, validator=positive(DAY))
+    max_attempts: int = setting(8, validator=positive(100))
+    retry_wait_seconds: float = setting(2.0, validator=positive(HOUR))
+    retry_deadline_seconds: float = setting(600.0, validator=positive(DAY))
 
 
 @attrs.frozen
 class OutcomesSettings:
-    latency_seconds: int = setting(60, validator=non_negative)
-    win_multiple: float = setting(2.0, validator=positive)
-    horizon_seconds: int = setting(86400, validator=positive)
+    latency_seconds: int = setting(60, validator=non_negative(HOUR))
+    win_multiple: float = setting(2.0, validator=positive(1000))
+    horizon_seconds: int = setting(86400, validator=positive(30 * DAY))
     stop: float = setting(-0.5, validator=_stop_fall)
 
 
@@ -264,84 +357,84 @@ class OutcomesSettings:
 class CieloSettings:
     url: str = setting("https://feed-api.cielo.finance")
     api_key: str | None = setting(None, secret=True, validator=_header_value)
-    poll_seconds: float = setting(30.0, validator=positive)
-    limit: int = setting(100, validator=_check(lambda v: 1 <= v <= 100, "must be 1..100"))
+    poll_seconds: float = setting(30.0, validator=positive(DAY))
+    limit: int = setting(100, validator=between(1, 100))
     chains: tuple[str, ...] = setting(factory=lambda: ("solana",))
     tx_types: tuple[str, ...] = setting(factory=lambda: ("swap",))
-    min_usd: float = setting(0.0, validator=non_negative)
-    list_id: int | None = setting(None)
+    min_usd: float = setting(0.0, validator=non_negative(USD_MAX))
+    list_id: int | None = setting(None, validator=non_negative(2**53 - 1))
     new_trades: bool | None = setting(None)
-    max_pages: int = setting(3, validator=positive)
-    seen_ttl_seconds: int = setting(86400, validator=positive)
-    timeout_seconds: float = setting(15.0, validator=positive)
-    max_attempts: int = setting(3, validator=positive)
+    max_pages: int = setting(3, validator=positive(1000))
+    seen_ttl_seconds: int = setting(86400, validator=positive(30 * DAY))
+    timeout_seconds: float = setting(15.0, validator=positive(5 * MINUTE))
+    max_attempts: int = setting(3, validator=positive(100))
     # Time budget for the retries of one request (5xx, timeouts), seconds.
-    retry_max_seconds: float = setting(30.0, validator=positive)
+    retry_max_seconds: float = setting(30.0, validator=positive(HOUR))
     # Longest pause after a 429 (Retry-After is capped to this; doubling back-off without one).
-    backoff_max_seconds: float = setting(300.0, validator=positive)
+    backoff_max_seconds: float = setting(300.0, validator=positive(DAY))
     # How buys arrive: "poll" (REST every poll_seconds) or "websocket" (pushed; docs/feed.md).
     mode: str = setting("poll", validator=one_of("poll", "websocket"))
     ws_url: str = setting("wss://feed-api.cielo.finance/api/v1/ws")
     # Ping interval; no pong within half of it counts as a dead connection (s).
-    ws_heartbeat_seconds: float = setting(20.0, validator=positive)
-    ws_connect_timeout_seconds: float = setting(10.0, validator=positive)
+    ws_heartbeat_seconds: float = setting(20.0, validator=positive(HOUR))
+    ws_connect_timeout_seconds: float = setting(10.0, validator=positive(HOUR))
     # Reconnect back-off: jittered doubling from initial up to max (s); it starts over after a
     # connection that was subscribed, delivered an event or stayed up ws_stable_seconds.
-    ws_backoff_initial_seconds: float = setting(0.5, validator=positive)
-    ws_backoff_max_seconds: float = setting(30.0, validator=positive)
-    ws_backoff_jitter_seconds: float = setting(1.0, validator=non_negative)
-    ws_stable_seconds: float = setting(60.0, validator=positive)
+    ws_backoff_initial_seconds: float = setting(0.5, validator=positive(HOUR))
+    ws_backoff_max_seconds: float = setting(30.0, validator=positive(DAY))
+    ws_backoff_jitter_seconds: float = setting(1.0, validator=non_negative(HOUR))
+    ws_stable_seconds: float = setting(60.0, validator=positive(DAY))
     # Failed connections in a row (refused, handshake or protocol errors) before polling instead.
-    ws_max_failures: int = setting(3, validator=positive)
+    ws_max_failures: int = setting(3, validator=positive(1000))
     # While polling instead, try the socket again this often (s).
-    ws_retry_seconds: float = setting(120.0, validator=positive)
+    ws_retry_seconds: float = setting(120.0, validator=positive(DAY))
 
 
 @attrs.frozen
 class ScoringSettings:
-    alert_threshold: float = setting(7.0)
-    cooldown_seconds: int = setting(3600, validator=positive)
-    watch_tick_seconds: float = setting(30.0, validator=positive)
+    alert_threshold: float = setting(7.0, validator=between(-POINTS_MAX, POINTS_MAX))
+    cooldown_seconds: int = setting(3600, validator=positive(30 * DAY))
+    watch_tick_seconds: float = setting(30.0, validator=positive(DAY))
     react_to_mentions: bool = setting(True)
     # Base-score rules (docs/scoring.md); every threshold of every rule is here.
-    base_points: float = setting(2.0)
-    trade_usd_medium: float = setting(1_000.0, validator=non_negative)
-    trade_usd_large: float = setting(5_000.0, validator=non_negative)
-    liquidity_low_usd: float = setting(10_000.0, validator=non_negative)
-    liquidity_mid_usd: float = setting(30_000.0, validator=non_negative)
-    liquidity_high_usd: float = setting(100_000.0, validator=non_negative)
-    volume_h24_mid_usd: float = setting(100_000.0, validator=non_negative)
-    volume_h24_high_usd: float = setting(500_000.0, validator=non_negative)
-    vol_liq_low: float = setting(0.2, validator=non_negative)
-    vol_liq_high: float = setting(3.0, validator=non_negative)
-    mcap_min_usd: float = setting(50_000.0, validator=non_negative)
-    mcap_max_usd: float = setting(5_000_000.0, validator=non_negative)
-    pair_age_min_minutes: float = setting(10.0, validator=non_negative)
-    pair_age_fresh_hours: float = setting(24.0, validator=non_negative)
-    change_h1_hot_pct: float = setting(40.0)
-    change_h1_pump_pct: float = setting(100.0)
-    change_h1_dump_pct: float = setting(-30.0)
-    change_h24_pump_pct: float = setting(300.0)
-    change_h24_dump_pct: float = setting(-50.0)
-    wallet_label_points: float = setting(1.0)
-    first_interaction_points: float = setting(0.5)
+    base_points: float = setting(2.0, validator=between(-POINTS_MAX, POINTS_MAX))
+    trade_usd_medium: float = setting(1_000.0, validator=non_negative(USD_MAX))
+    trade_usd_large: float = setting(5_000.0, validator=non_negative(USD_MAX))
+    liquidity_low_usd: float = setting(10_000.0, validator=non_negative(USD_MAX))
+    liquidity_mid_usd: float = setting(30_000.0, validator=non_negative(USD_MAX))
+    liquidity_high_usd: float = setting(100_000.0, validator=non_negative(USD_MAX))
+    volume_h24_mid_usd: float = setting(100_000.0, validator=non_negative(USD_MAX))
+    volume_h24_high_usd: float = setting(500_000.0, validator=non_negative(USD_MAX))
+    vol_liq_low: float = setting(0.2, validator=non_negative(1e6))
+    vol_liq_high: float = setting(3.0, validator=non_negative(1e6))
+    mcap_min_usd: float = setting(50_000.0, validator=non_negative(1e15))
+    mcap_max_usd: float = setting(5_000_000.0, validator=non_negative(1e15))
+    pair_age_min_minutes: float = setting(10.0, validator=non_negative(365 * DAY / MINUTE))
+    pair_age_fresh_hours: float = setting(24.0, validator=non_negative(365 * DAY / HOUR))
+    change_h1_hot_pct: float = setting(40.0, validator=between(-100, 1e6))
+    change_h1_pump_pct: float = setting(100.0, validator=between(-100, 1e6))
+    change_h1_dump_pct: float = setting(-30.0, validator=between(-100, 1e6))
+    change_h24_pump_pct: float = setting(300.0, validator=between(-100, 1e6))
+    change_h24_dump_pct: float = setting(-50.0, validator=between(-100, 1e6))
+    wallet_label_points: float = setting(1.0, validator=between(-POINTS_MAX, POINTS_MAX))
+    first_interaction_points: float = setting(0.5, validator=between(-POINTS_MAX, POINTS_MAX))
     # Buys whose market data was "unknown right now": how many are kept, and for how long (s).
-    pending_max: int = setting(200, validator=positive)
-    pending_max_age_seconds: float = setting(600.0, validator=positive)
+    pending_max: int = setting(200, validator=positive(1_000_000))
+    pending_max_age_seconds: float = setting(600.0, validator=positive(7 * DAY))
     # Most tokens on the late-consensus watch list (the oldest entry is dropped first).
-    watch_max: int = setting(1000, validator=positive)
+    watch_max: int = setting(1000, validator=positive(1_000_000))
 
 
 @attrs.frozen
 class TgBotSettings:
-    token: str | None = setting(None, secret=True)
+    token: str | None = setting(None, secret=True, validator=_header_value)
     api_url: str = setting("https://api.telegram.org")
     chat_id: str | None = setting(None)
-    messages_per_minute: int = setting(20, validator=positive)
-    timeout_seconds: float = setting(10.0, validator=positive)
+    messages_per_minute: int = setting(20, validator=positive(1000))
+    timeout_seconds: float = setting(10.0, validator=positive(5 * MINUTE))
     # Attempts per message on 429/5xx/timeouts; a retry_after above the cap fails the send.
-    max_attempts: int = setting(3, validator=positive)
-    max_retry_after_seconds: float = setting(60.0, validator=positive)
+    max_attempts: int = setting(3, validator=positive(100))
+    max_retry_after_seconds: float = setting(60.0, validator=positive(HOUR))
 
 
 @attrs.frozen
@@ -362,10 +455,10 @@ def _web_token(_inst: Any, _attr: attrs.Attribute[Any], value: str | None) -> No
 
 @attrs.frozen
 class EventsSettings:
-    subscriber_queue: int = setting(10_000, validator=positive)
-    stream_maxlen: int = setting(100_000, validator=positive)
-    stream_block_seconds: float = setting(0.5, validator=positive)
-    publish_buffer: int = setting(100_000, validator=positive)
+    subscriber_queue: int = setting(10_000, validator=positive(10_000_000))
+    stream_maxlen: int = setting(100_000, validator=positive(100_000_000))
+    stream_block_seconds: float = setting(0.5, validator=positive(MINUTE))
+    publish_buffer: int = setting(100_000, validator=positive(10_000_000))
 
 
 @attrs.frozen
@@ -378,14 +471,14 @@ class WebSettings:
     #: The browser dashboard (/dash) and its event stream.
     dashboard: bool = setting(True)
     #: Most live-update clients at once; one more gets 503.
-    sse_max_clients: int = setting(16, validator=positive)
+    sse_max_clients: int = setting(16, validator=positive(1000))
     #: Events kept for clients that reconnect with Last-Event-ID.
-    sse_buffer: int = setting(2000, validator=positive)
+    sse_buffer: int = setting(2000, validator=positive(1_000_000))
     #: Events waiting for one client before it counts as too slow and is dropped.
-    sse_client_queue: int = setting(512, validator=positive)
-    sse_keepalive_seconds: float = setting(15.0, validator=positive)
+    sse_client_queue: int = setting(512, validator=positive(1_000_000))
+    sse_keepalive_seconds: float = setting(15.0, validator=positive(HOUR))
     #: What the browser waits before reconnecting (sent as the stream's ``retry:``), ms.
-    sse_retry_ms: int = setting(2000, validator=positive)
+    sse_retry_ms: int = setting(2000, validator=positive(HOUR * 1000))
 
     @property
     def loopback(self) -> bool:
@@ -427,14 +520,14 @@ class HistorySettings:
     url: str = setting(DEFAULT_HISTORY_URL, validator=_history_url)
     password: str | None = setting(None, secret=True)
     keep_text: bool = setting(True)
-    retention_days: int = setting(0, validator=non_negative)
-    prune_interval_seconds: float = setting(3600.0, validator=positive)
-    batch_size: int = setting(500, validator=positive)
-    queue_size: int = setting(10000, validator=positive)
-    buffer_size: int = setting(100000, validator=positive)
+    retention_days: int = setting(0, validator=non_negative(36500))
+    prune_interval_seconds: float = setting(3600.0, validator=positive(DAY))
+    batch_size: int = setting(500, validator=positive(100_000))
+    queue_size: int = setting(10000, validator=positive(10_000_000))
+    buffer_size: int = setting(100000, validator=positive(100_000_000))
     spool_path: str = setting("callsbot-history-spool.jsonl")
-    retry_max_seconds: float = setting(30.0, validator=positive)
-    connect_timeout: float = setting(5.0, validator=positive)
+    retry_max_seconds: float = setting(30.0, validator=positive(DAY))
+    connect_timeout: float = setting(5.0, validator=positive(HOUR))
 
 
 @attrs.frozen
@@ -476,26 +569,31 @@ def _type_name(tp: Any) -> str:
     return names.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-def _coerce(key: str, tp: Any, value: Any, *, from_env: bool) -> Any:
-    """Turn a TOML value (or an environment string) into ``tp`` or raise ConfigError."""
+def _coerce(key: str, tp: Any, value: Any, *, from_env: bool, sensitive: bool = False) -> Any:
+    """Turn a TOML value (or an environment string) into ``tp`` or raise ConfigError.
+
+    ``sensitive``: the value may be a secret (or a URL with a password): errors never quote it.
+    """
+    got = "" if sensitive else f", got {value!r}"
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if from_env and value == "":
             return None
-        return _coerce(key, args[0], value, from_env=from_env)
+        return _coerce(key, args[0], value, from_env=from_env, sensitive=sensitive)
     if origin is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
         if from_env and isinstance(value, str):
-            value = json.loads(value) if value.lstrip().startswith("[") else _split(value)
+            value = _json_list(key, value) if value.lstrip().startswith("[") else _split(value)
         if not isinstance(value, list | tuple):
-            raise ConfigError(key, f"expected a list, got {value!r}")
+            raise ConfigError(key, f"expected a list{got}")
         return tuple(
-            _coerce(f"{key}[{i}]", item_tp, v, from_env=False) for i, v in enumerate(value)
+            _coerce(f"{key}[{i}]", item_tp, v, from_env=False, sensitive=sensitive)
+            for i, v in enumerate(value)
         )
     if attrs.has(tp):
         if not isinstance(value, dict):
-            raise ConfigError(key, f"expected a table, got {value!r}")
+            raise ConfigError(key, f"expected a table{got}")
         return _build(key, tp, value)
     if tp is bool:
         if isinstance(value, bool):
@@ -511,16 +609,36 @@ def _coerce(key: str, tp: Any, value: Any, *, from_env: bool) -> Any:
             except ValueError:
                 pass
     elif tp is float:
+        number: float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if from_env and isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            number = float(value)
+        elif from_env and isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(key, "must be a finite number (nan and inf are refused)")
+            return number
     elif tp is str and isinstance(value, str):
         return value
-    raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
+    raise ConfigError(key, f"expected {_type_name(tp)}{got}")
+
+
+def _json_list(key: str, value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        where = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ConfigError(
+            key,
+            f"is not a valid JSON list ({getattr(exc, 'msg', 'bad JSON')}{where}); write a JSON "
+            'list with quoted items such as ["@a", "@b"], or comma-separated values: @a, @b',
+        ) from None
+
+
+def _sensitive(field: attrs.Attribute[Any]) -> bool:
+    # URLs may carry a password (redis://:pw@host, https://user:pw@host) just like secrets.
+    return bool(field.metadata.get("secret")) or field.name == "url" or field.name.endswith("_url")
 
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True}
@@ -545,14 +663,16 @@ def _build(prefix: str, cls: type[T], raw: Mapping[str, Any], *, from_env: bool 
             if field.default is attrs.NOTHING:
                 raise ConfigError(key, "missing required value")
             continue
-        value = _coerce(key, hints[name], raw[name], from_env=from_env)
+        sensitive = _sensitive(field)
+        value = _coerce(key, hints[name], raw[name], from_env=from_env, sensitive=sensitive)
         if field.converter is not None:
             value = field.converter(value)
         if field.validator is not None:
             try:
                 field.validator(None, field, value)
             except ValueError as exc:
-                raise ConfigError(key, str(exc)) from None
+                got = "" if sensitive or isinstance(value, tuple) else f", got {value!r}"
+                raise ConfigError(key, f"{exc}{got}") from None
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -581,7 +701,11 @@ def load_settings(
     environ = dict(os.environ if environ is None else environ)
     merged_env: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
-        merged_env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        try:
+            values = dotenv_values(env_file)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(str(env_file), _not_utf8(exc)) from None
+        merged_env.update({k: v for k, v in values.items() if v is not None})
     merged_env.update(environ)
 
     file_data: dict[str, Any] = {}
@@ -591,6 +715,12 @@ def load_settings(
                 file_data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError("config", f"file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError("config", f"{path} is a directory; give the TOML file") from None
+        except OSError as exc:
+            raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError("config", f"{path} {_not_utf8(exc)}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
 
@@ -656,6 +786,11 @@ def sqlite_url_next_to(url: str, base: Path) -> str:
     if Path(rest.split("?", 1)[0]).is_absolute():
         return url
     return f"{scheme}:///{base / rest}"
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    return f"is not UTF-8 text (byte 0x{byte} at offset {exc.start}); save it as UTF-8"
 
 
 def missing_for_role(settings: Settings, role: str, *, replay: bool = False) -> list[str]:

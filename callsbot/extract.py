@@ -14,7 +14,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 import attrs
-import base58
 
 from callsbot.models import Entity
 
@@ -82,10 +81,35 @@ _EVM_RUN = re.compile(r"0x[0-9a-fA-F]{40}")
 _LONG_ALNUM_RUN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{32,}")
 
 
-@functools.lru_cache(maxsize=8192)
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _b58(n: int) -> str:
+    digits: list[str] = []
+    while n:
+        n, r = divmod(n, 58)
+        digits.append(_B58_ALPHABET[r])
+    return "".join(reversed(digits))
+
+
+# z leading "1"s are z zero bytes; the rest then decodes to 32 - z bytes exactly when its value
+# lies in [256**(31 - z), 256**(32 - z)). The alphabet is in ASCII order, so base58 texts of one
+# length compare like their values: two string comparisons replace a big-integer decode, which
+# was most of the cost of a message full of distinct addresses.
+_BOUNDS = tuple((_b58(256 ** (31 - z)), _b58(256 ** (32 - z))) for z in range(32))
+
+
+@functools.lru_cache(maxsize=8192)  # groups repeat the same few addresses all day
 def _decodes_to_32_bytes(s: str) -> bool:
-    # Groups repeat the same few addresses all day; the pure-Python decode is the slow part.
-    return len(base58.b58decode(s)) == 32
+    rest = s.lstrip("1")
+    zeros = len(s) - len(rest)
+    if not rest or zeros >= 32:
+        return zeros == 32 and not rest
+    low, high = _BOUNDS[zeros]
+    n = len(rest)
+    # low <= rest < high, comparing values: by length first, then (same length) as text.
+    above_low = n > len(low) or (n == len(low) and rest >= low)
+    return above_low and (n < len(high) or (n == len(high) and rest < high))
 
 
 def is_solana_address(s: str) -> bool:
@@ -274,6 +298,12 @@ def _walk_phrase(text: str, i: int, label: _Label) -> tuple[int, bool]:
     """
     saw_word = False
     while True:
+        while i >= 0 and text[i] == " ":
+            # Blanked hidden URLs are long runs of spaces: skip them a slice at a time.
+            low = max(0, i - 255)
+            i = low + len(text[low : i + 1].rstrip(" ")) - 1
+            if i >= low:
+                break
         while i >= 0 and not text[i].isalnum() and text[i] not in _NEWLINES:
             i -= 1
         if i < 0 or text[i] in _NEWLINES:
@@ -363,6 +393,16 @@ _Slots = list[tuple[str, str | None]]
 class _UrlInfo:
     slots: tuple[tuple[str, str | None], ...]  # (text holding addresses, kind or None)
     chain: str | None
+
+    @functools.cached_property
+    def found(self) -> tuple[tuple[str, bool, str | None], ...]:
+        """(address, is_evm, kind) of every candidate in the slots, in order; computed once
+        per distinct link, since classified links are cached."""
+        return tuple(
+            (address, is_evm, kind)
+            for slot, kind in self.slots
+            for _, address, is_evm in _candidates(slot)
+        )
 
 
 def _on(host: str, domain: str) -> bool:
@@ -478,6 +518,9 @@ def _share_target(raw: str) -> str | None:
     The target is taken from the *raw* query, so its own ``?``/``&`` (encoded as ``%3F``/``%26``)
     stay inside it instead of being split off as the share link's parameters.
     """
+    lowered = raw.lower()
+    if "share" not in lowered and "intent" not in lowered and "msg_url" not in lowered:
+        return None
     text = raw if "://" in raw[:12] else "http://" + raw
     try:
         parts = urlsplit(text)
@@ -570,7 +613,15 @@ def _cf_class() -> str:
 _CF_RE = re.compile(f"[{_cf_class()}]")
 
 
+def _no_cf(text: str) -> bool:
+    """A cheap proof that ``text`` holds no Cf character (``False`` means "maybe")."""
+    # Cf characters are never printable; newlines are the usual non-printable ones in a message.
+    return text.isascii() or text.replace("\n", "").isprintable()
+
+
 def _delete_cf(text: str) -> str:
+    if _no_cf(text):
+        return text
     return _CF_RE.sub("", text) if _CF_RE.search(text) else text
 
 
@@ -578,8 +629,11 @@ class _Normalised:
     """Plain text with hidden URLs inserted and Cf characters deleted, plus URL spans."""
 
     def __init__(self, text: str, entities: Sequence[Entity]) -> None:
-        # Only entities need UTF-16 offsets mapped; most messages have none.
-        to_index = _utf16_mapper(text) if entities else _IndexMapper([], len(text))
+        if not entities:  # most messages: nothing to insert, no offsets to map
+            self.text = _delete_cf(text)
+            self.spans = _url_spans(self.text, [], [])
+            return
+        to_index = _utf16_mapper(text)
         inserts: list[tuple[int, int, str]] = []
         url_entities: list[tuple[int, int]] = []
         for order, ent in enumerate(entities):
@@ -621,7 +675,7 @@ class _Normalised:
         visible = [(shifted(s, False), shifted(e, True)) for s, e in url_entities]
 
         # Step 2: delete Cf characters, mapping the spans through the deletion.
-        gone = [m.start() for m in _CF_RE.finditer(expanded)]
+        gone = [] if _no_cf(expanded) else [m.start() for m in _CF_RE.finditer(expanded)]
         if gone:
             self.text = _CF_RE.sub("", expanded)
 
@@ -681,24 +735,37 @@ def _url_spans(
             bisect.insort(taken, (s, e))
             spans.append((s, e, False))
 
-    for m in _SCHEME_URL_RE.finditer(text):
-        add(m.start(), m.end())
+    # Substring tests first: a regex with no literal prefix tries every position of the text.
+    if "://" in text:
+        for m in _SCHEME_URL_RE.finditer(text):
+            add(m.start(), m.end())
+    # Bare links are looked for only between the URLs found so far: the path segments inside a
+    # URL ("solana/", "token/") would each be a host candidate to reject.
+    gaps: list[tuple[int, int]] = []
+    prev = 0
+    for s, e in taken:
+        gaps.append((prev, s))
+        prev = max(prev, e)
+    gaps.append((prev, len(text)))
     bare_end = 0
-    for m in _HOST_SLASH_RE.finditer(text):
-        if not m.group()[:-1].lower().endswith(_BARE_DOMAINS):
+    for gap_start, gap_end in gaps:
+        if text.find("/", gap_start, gap_end) < 0:
             continue
-        start = m.start()
-        # Skip hosts inside an earlier URL before measuring the tail: re-measuring would make
-        # "x.com/?x.com/?x.com/…" quadratic.
-        if start < bare_end or not free(start, start + 1):
-            continue
-        while start > 0 and text[start - 1] in _HOST_CHAR:
-            start -= 1
-        if start > 0 and text[start - 1] in _BEFORE_BARE_HOST:
-            continue
-        tail = _URL_TAIL_RE.match(text, m.end())
-        bare_end = tail.end() if tail else m.end()
-        add(start, bare_end)
+        for m in _HOST_SLASH_RE.finditer(text, gap_start, gap_end):
+            if not m.group()[:-1].lower().endswith(_BARE_DOMAINS):
+                continue
+            start = m.start()
+            # Skip hosts inside an earlier URL before measuring the tail: re-measuring would
+            # make "x.com/?x.com/?x.com/…" quadratic.
+            if start < bare_end or not free(start, start + 1):
+                continue
+            while start > 0 and text[start - 1] in _HOST_CHAR:
+                start -= 1
+            if start > 0 and text[start - 1] in _BEFORE_BARE_HOST:
+                continue
+            tail = _URL_TAIL_RE.match(text, m.end())
+            bare_end = tail.end() if tail else m.end()
+            add(start, bare_end)
     for s, e in visible_entities:
         add(s, e)
     spans.sort()
@@ -729,22 +796,26 @@ def _text_chain_hints(text: str) -> set[str]:
 # Extraction
 
 
-@attrs.define
 class _Evidence:
-    first: tuple[int, int]
-    is_evm: bool
-    kinds: set[str | None] = attrs.field(factory=set)
-    link_chains: set[str] = attrs.field(factory=set)
-    label_chains: set[str] = attrs.field(factory=set)
+    # A plain slotted class: one is made per distinct address, up to thousands per message.
+    __slots__ = ("first", "is_evm", "kinds", "label_chains", "link_chains")
+
+    def __init__(self, first: tuple[int, int], is_evm: bool, kinds: set[str | None]) -> None:
+        self.first = first
+        self.is_evm = is_evm
+        self.kinds = kinds
+        self.link_chains: set[str] = set()
+        self.label_chains: set[str] = set()
 
 
 def _candidates(text: str) -> Iterator[tuple[int, str, bool]]:
     """Whole alphanumeric runs of ``text`` that are addresses: (start, canonical form, is_evm)."""
     for m in _LONG_ALNUM_RUN.finditer(text):
         run = m.group()
-        if len(run) == 42 and is_evm_address(run):
+        size = len(run)
+        if size == 42 and _EVM_RUN.fullmatch(run) is not None:
             yield m.start(), run.lower(), True
-        elif 32 <= len(run) <= 44 and is_solana_address(run):
+        elif size <= 44 and _B58_RUN.fullmatch(run) is not None and _decodes_to_32_bytes(run):
             yield m.start(), run, False
 
 
@@ -779,13 +850,14 @@ def extract(text: str, entities: Sequence[Entity] = (), *, max_addresses: int = 
     evidence: dict[str, _Evidence] = {}
 
     def note(address: str, is_evm: bool, key: tuple[int, int], kind: str | None) -> None:
-        ev = evidence.get(address)
-        if ev is None:
-            ev = evidence[address] = _Evidence(key, is_evm)
-        elif key < ev.first:
-            ev.first = key
         if kind == _PAIR and not is_evm and address.endswith("pump"):
             kind = _MINT
+        ev = evidence.get(address)
+        if ev is None:
+            evidence[address] = _Evidence(key, is_evm, {kind})
+            return
+        if key < ev.first:
+            ev.first = key
         ev.kinds.add(kind)
 
     hints: set[str] = set()
@@ -799,13 +871,10 @@ def extract(text: str, entities: Sequence[Entity] = (), *, max_addresses: int = 
         link_chain = info.chain if info.chain in _EVM_CHAINS else None
         if link_chain is not None:
             hints.add(link_chain)
-        sub = 0
-        for slot, kind in info.slots:
-            for _, address, is_evm in _candidates(slot):
-                sub += 1
-                note(address, is_evm, (start, sub), kind)
-                if is_evm and link_chain is not None:
-                    evidence[address].link_chains.add(link_chain)
+        for sub, (address, is_evm, kind) in enumerate(info.found, 1):
+            note(address, is_evm, (start, sub), kind)
+            if is_evm and link_chain is not None:
+                evidence[address].link_chains.add(link_chain)
     masked.append(ntext[prev:])
     label_text = "".join(masked)
 
@@ -825,43 +894,48 @@ def _unique(chains: set[str]) -> str | None:
 
 
 def _decide(evidence: dict[str, _Evidence], hints: set[str], cap: int) -> Extraction:
-    chosen: list[tuple[tuple[int, int], str, str]] = []  # (first, address, bucket)
+    chosen: list[tuple[tuple[int, int], str, int]] = []  # (first, address, bucket)
     for address, ev in evidence.items():
-        if address in _SOLANA_DENY or address in _EVM_DENY:
+        if address in _DENY:
             continue
+        kinds = ev.kinds
+        dropping = _WALLET in kinds or _TX in kinds
         # Rule 5: mint evidence wins, then wallet/tx evidence drops, then unlabelled counts.
-        if _MINT in ev.kinds:
-            bucket = "evm" if ev.is_evm else "mints"
-        elif _WALLET in ev.kinds or _TX in ev.kinds:
+        if _MINT in kinds or (None in kinds and not dropping):
+            bucket = _EVM if ev.is_evm else _MINTS
+        elif dropping:
             continue
-        elif None in ev.kinds:
-            bucket = "evm" if ev.is_evm else "mints"
         else:
-            bucket = "evm_pairs" if ev.is_evm else "pairs"
+            bucket = _EVM_PAIRS if ev.is_evm else _PAIRS
         chosen.append((ev.first, address, bucket))
-    chosen.sort()
+    if len(chosen) > 1:
+        chosen.sort()
     kept = chosen[:cap]
-    out: dict[str, list[str]] = {"mints": [], "pairs": [], "evm": [], "evm_pairs": []}
-    evm_out: dict[str, list[EvmAddress]] = {"evm": [], "evm_pairs": []}
+    plain: tuple[list[str], list[str]] = ([], [])
+    evm: tuple[list[EvmAddress], list[EvmAddress]] = ([], [])
     for _, address, bucket in kept:
-        if bucket in evm_out:
-            ev = evidence[address]
-            if ev.link_chains:
-                chain = _unique(ev.link_chains)
-            elif ev.label_chains:
-                chain = _unique(ev.label_chains)
-            else:
-                chain = _unique(hints)
-            evm_out[bucket].append(EvmAddress(address, chain))
+        if bucket < _EVM:
+            plain[bucket].append(address)
+            continue
+        ev = evidence[address]
+        if ev.link_chains:
+            chain = _unique(ev.link_chains)
+        elif ev.label_chains:
+            chain = _unique(ev.label_chains)
         else:
-            out[bucket].append(address)
+            chain = _unique(hints)
+        evm[bucket - _EVM].append(EvmAddress(address, chain))
     return Extraction(
-        mints=tuple(out["mints"]),
-        pairs=tuple(out["pairs"]),
-        evm=tuple(evm_out["evm"]),
-        evm_pairs=tuple(evm_out["evm_pairs"]),
+        mints=tuple(plain[_MINTS]),
+        pairs=tuple(plain[_PAIRS]),
+        evm=tuple(evm[0]),
+        evm_pairs=tuple(evm[1]),
         dropped=len(chosen) - len(kept),
     )
+
+
+_MINTS, _PAIRS, _EVM, _EVM_PAIRS = range(4)
+_DENY = _SOLANA_DENY | _EVM_DENY
 
 
 # --------------------------------------------------------------------------------------------

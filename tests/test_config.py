@@ -207,3 +207,189 @@ def test_weighted_consensus_from_file_and_environment(tmp_path: Path) -> None:
     assert (s.consensus.mode, s.consensus.weighted) == ("weighted", True)
     assert (s.consensus.level2_threshold, s.consensus.level3_threshold) == (3.5, 4.0)
     assert load_settings(None, environ={}, env_file=None).consensus.weighted is False
+
+
+# -- a new user's mistakes (issue 18) -------------------------------------------------------------
+
+SECRET = "hunter2-s3cret"
+
+
+def test_a_config_path_that_is_a_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory") as info:
+        load_settings(tmp_path, environ={}, env_file=None)
+    assert info.value.key == "config"
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'[store]\nurl = "memory://"\n# caf\xe9\n')
+    with pytest.raises(ConfigError, match="not UTF-8") as info:
+        load_settings(path, environ={}, env_file=None)
+    assert info.value.key == "config"
+
+
+def test_a_dotenv_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_bytes(b"CALLSBOT_TG_BOT_TOKEN=caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8") as info:
+        load_settings(None, environ={}, env_file=dotenv)
+    assert info.value.key == str(dotenv)
+
+
+@pytest.mark.parametrize("value", ['["@a", "@b"', "[@a, @b]", '["@a",]', "[1"])
+def test_bad_json_in_a_list_variable_names_it(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={"CALLSBOT_TELEGRAM_GROUPS": value}, env_file=None)
+    assert info.value.key == "CALLSBOT_TELEGRAM_GROUPS"
+    assert "JSON list" in info.value.problem
+    assert "comma-separated" in info.value.problem
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (f"redis://:{SECRET}@127.0.0.1:99999/0", "port"),
+        (f"redis://:{SECRET}@127.0.0.1:0/0", "port"),
+        (f"redis://:{SECRET}@127.0.0.1:63o9/0", "port"),
+        (f"redis://:{SECRET}@loc@lhost:6379/0", "percent-encode"),
+        (f"redis://:{SECRET}:x@localhost:6379/0", "percent-encode"),
+        (f"redis://:{SECRET}/x@localhost:6379/0", "percent-encode"),
+        (f"redis://:{SECRET}@localhost:6379/zero", "database"),
+        (f"rediss://:{SECRET}@localhost:6379/0?ssl_ca_cert=/x.pem", "ssl_ca_cert"),
+        (f"redis//:{SECRET}@localhost:6379/0", "scheme"),
+        (f"{SECRET}", "scheme"),
+    ],
+)
+def test_store_url_mistakes_are_named_without_the_password(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={"CALLSBOT_STORE_URL": url}, env_file=None)
+    assert info.value.key == "CALLSBOT_STORE_URL"
+    assert problem in info.value.problem
+    assert SECRET not in str(info.value)
+
+
+def test_percent_encoded_passwords_and_a_ca_file_are_fine(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    url = f"rediss://callsbot:p%40ss%3Aw%2Frd@redis.internal:6380/2?ssl_ca_certs={ca}"
+    s = load_settings(None, environ={"CALLSBOT_STORE_URL": url}, env_file=None)
+    assert s.store.url == url
+    with pytest.raises(ConfigError, match="ssl_ca_certs") as info:
+        load_settings(
+            None,
+            environ={"CALLSBOT_STORE_URL": f"rediss://:{SECRET}@h:6380/0?ssl_ca_certs=/nope.pem"},
+            env_file=None,
+        )
+    assert SECRET not in str(info.value)
+
+
+def _numeric_fields() -> list[tuple[str, str, type]]:
+    out = []
+    for section, cls in typing.get_type_hints(Settings).items():
+        hints = typing.get_type_hints(cls)
+        for field in attrs.fields(cls):
+            tp = hints[field.name]
+            args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+            if args[0] in (int, float):
+                out.append((section, field.name, args[0]))
+    return out
+
+
+NUMERIC = _numeric_fields()
+
+
+def test_every_number_is_covered() -> None:
+    assert len(NUMERIC) > 60
+    assert ("telegram", "workers", int) in NUMERIC
+    assert ("scoring", "cooldown_seconds", int) in NUMERIC
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "tp"), NUMERIC, ids=[f"{s}.{n}" for s, n, _ in NUMERIC]
+)
+def test_every_number_has_an_upper_bound_and_refuses_nan_and_inf(
+    tmp_path: Path, section: str, name: str, tp: type
+) -> None:
+    var = env_name(section, name)
+    huge = ["1000000000000000000"] + (["nan", "inf", "-inf", "1e400"] if tp is float else [])
+    for value in huge:
+        with pytest.raises(ConfigError) as info:
+            load_settings(None, environ={var: value}, env_file=None)
+        assert info.value.key == var, value
+    if tp is float:
+        for literal in ("nan", "inf", "-inf"):
+            path = write(tmp_path, f"[{section}]\n{name} = {literal}\n")
+            with pytest.raises(ConfigError, match="finite") as file_info:
+                load_settings(path, environ={}, env_file=None)
+            assert file_info.value.key == f"{section}.{name}"
+
+
+def test_tier_numbers_are_bounded_too(tmp_path: Path) -> None:
+    for tiers in ("{min_groups = 0, points = 1000000}", "{min_groups = 99999999999, points = 1}"):
+        path = write(tmp_path, f"[consensus]\ntiers = [{{min_groups = 0, points = -1}}, {tiers}]\n")
+        with pytest.raises(ConfigError, match=r"consensus\.tiers"):
+            load_settings(path, environ={}, env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ"),
+    [
+        ("", {"CALLSBOT_TELEGRAM_API_ID": SECRET}),
+        ("", {"CALLSBOT_TELEGRAM_API_ID": "9" * 21}),
+        ("", {"CALLSBOT_TG_BOT_TOKEN": f"{SECRET} x"}),
+        ("", {"CALLSBOT_TELEGRAM_API_HASH": f"{SECRET}\x00"}),
+        (f'[tg_bot]\napi_url = ["https://u:{SECRET}@x"]\n', {}),
+        (f'[store]\nurl = "redis://:{SECRET}@h:6379/0?socket_timeout=1"\n', {}),
+    ],
+    ids=["api-id-type", "api-id-bound", "bot-token", "api-hash", "url-type", "url-param"],
+)
+def test_config_errors_never_echo_what_could_be_a_secret(
+    tmp_path: Path, toml: str, environ: dict[str, str]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, toml), environ=environ, env_file=None)
+    for value in (SECRET, "9" * 20):
+        assert value not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["--config", "{tmp}"], {}, "is a directory"),
+        (["check"], {"CALLSBOT_TELEGRAM_GROUPS": "[@a"}, "CALLSBOT_TELEGRAM_GROUPS"),
+        (["check"], {"CALLSBOT_STORE_URL": f"redis://:{SECRET}@h:70000/0"}, "port"),
+        (["check"], {"CALLSBOT_STORE_URL": f"redis://:p@{SECRET}@h:6379/0"}, "%40"),
+        (["check"], {"CALLSBOT_SCORING_ALERT_THRESHOLD": "nan"}, "finite"),
+        (["check"], {"CALLSBOT_TELEGRAM_WORKERS": "100000000"}, "CALLSBOT_TELEGRAM_WORKERS"),
+    ],
+    ids=["directory", "json", "port", "password", "nan", "bound"],
+)
+def test_cli_config_mistakes_exit_2_with_one_line(
+    tmp_path: Path, args: list[str], env: dict[str, str], needle: str
+) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if argv[0] == "--config":
+        argv.append("check")
+    result = run_cli(*argv, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("callsbot: config error: ")
+    assert needle in lines[0]
+    assert SECRET not in result.stderr
+
+
+def test_cli_run_with_no_groups_is_a_config_error(tmp_path: Path) -> None:
+    env = {
+        "CALLSBOT_TELEGRAM_API_ID": "12345",
+        "CALLSBOT_TELEGRAM_API_HASH": "0123456789abcdef0123456789abcdef",
+        "CALLSBOT_CIELO_API_KEY": "fake-cielo-key",
+        "CALLSBOT_TELEGRAM_GROUPS": "",
+    }
+    for role in ("all", "aggregator"):
+        result = run_cli("run", "--role", role, env=env, cwd=tmp_path)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert "telegram.groups" in lines[0]
+        assert "0123456789abcdef" not in result.stderr

@@ -5,11 +5,17 @@ from __future__ import annotations
 import hashlib
 
 import base58
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.limits import MAX_ENTITIES, MAX_UTF16, shapes
 from callsbot.extract import Extraction, extract, is_evm_address, is_solana_address
 from callsbot.models import Entity
+
+#: Hostile inputs take well under half a second each; catastrophic backtracking or any
+#: quadratic walk over 100 KB takes minutes. The guard fails such a test instead of hanging it.
+HOSTILE_TIMEOUT = pytest.mark.timeout(5)
 
 _SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -171,15 +177,22 @@ HOSTILE = [
     (SIG + "\n") * 1100,
     ("0x" + "ab" * 20 + " ") * 2300,
     "Dev wallet 👇\n" * 7000 + MINT_A,
+    "https://t.me/share/url?url=" + "https%3A%2F%2Ft.me%2Fshare%2Furl%3Furl%3D" * 2400,
+    ("t.me/share/url?url=https%3A%2F%2Fpump.fun%2Fcoin%2F" + MINT_A + " ") * 1200,
+    "Популярный " * 9000 + MINT_A,
+    "合约地址" * 25_000 + MINT_A,
+    ("app.nansen.ai/profiler?address=" + MINT_A + "&") * 1300,
 ]
 
 
+@HOSTILE_TIMEOUT
 def test_hostile_inputs_finish() -> None:
     for text in HOSTILE:
         got = extract(text)
         _check_well_formed(got)
 
 
+@HOSTILE_TIMEOUT
 def test_hostile_input_with_many_entities_finishes() -> None:
     text = ("🚀 Chart " + MINT_A + "\n") * 1500
     ents = [
@@ -193,6 +206,7 @@ def test_hostile_input_with_many_entities_finishes() -> None:
     assert got.pairs == (MINT_B,)
 
 
+@HOSTILE_TIMEOUT
 def test_backtracking_bait_finishes() -> None:
     bait = [
         "https://" + "-" * 50_000 + "!",
@@ -205,6 +219,18 @@ def test_backtracking_bait_finishes() -> None:
         _check_well_formed(extract(text))
 
 
+@HOSTILE_TIMEOUT
+def test_messages_at_telegrams_limits_finish() -> None:
+    built = shapes(7)
+    assert len(built) >= 10
+    for shape in built:
+        assert len(shape.text.encode("utf-16-le")) // 2 <= MAX_UTF16
+        assert len(shape.entities) <= MAX_ENTITIES
+        got = extract(shape.text, shape.entities)
+        _check_well_formed(got)
+        assert len(got) <= 20
+
+
 def test_the_cf_class_covers_every_cf_character_of_this_unicode_database() -> None:
     import sys
     import unicodedata
@@ -214,4 +240,38 @@ def test_the_cf_class_covers_every_cf_character_of_this_unicode_database() -> No
     every_cf = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
     assert every_cf
     assert all(_CF_RE.fullmatch(c) for c in every_cf)
+    # The fast path that skips the Cf scan relies on this.
+    assert not any(c.isprintable() for c in every_cf)
     assert _CF_RE.search("plain ascii, кириллица, 中文, 🚀") is None
+
+
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet=_B58, min_size=1, max_size=50),
+        st.binary(min_size=28, max_size=36).map(lambda b: base58.b58encode(b).decode()),
+        st.builds(
+            lambda zeros, rest: base58.b58encode(b"\x00" * zeros + rest).decode(),
+            st.integers(min_value=0, max_value=33),
+            st.binary(min_size=0, max_size=33),
+        ),
+    )
+)
+def test_the_32_byte_check_agrees_with_a_real_base58_decode(s: str) -> None:
+    from callsbot.extract import _decodes_to_32_bytes
+
+    assert _decodes_to_32_bytes(s) == (len(base58.b58decode(s)) == 32)
+
+
+def test_the_32_byte_check_at_its_edges() -> None:
+    from callsbot.extract import _decodes_to_32_bytes
+
+    for zeros in range(0, 33):
+        for body in (b"", b"\x01", b"\xff" * (32 - zeros), b"\x01" + b"\x00" * (31 - zeros)):
+            for extra in (b"", b"\x00", b"\x01"):
+                raw = b"\x00" * zeros + body + extra
+                text = base58.b58encode(raw).decode()
+                assert _decodes_to_32_bytes(text) == (len(raw) == 32), raw.hex()

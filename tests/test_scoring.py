@@ -383,6 +383,16 @@ def test_count_mode_equals_todays_rule_for_any_groups_and_times(
     )
 
 
+def no_decay(**overrides: float) -> ConsensusSettings:
+    """Weighted mode with an infinite half-life: the count rule's own limit (outcomes.md 7).
+
+    Settings refuse inf (and bound the half-life) wherever they are loaded from; this limit
+    exists only in code, so it is built with the validators off.
+    """
+    with attrs.validators.disabled():
+        return ConsensusSettings(mode="weighted", half_life_seconds=math.inf, **overrides)
+
+
 @settings(max_examples=200, deadline=None)
 @given(calls_strategy)
 def test_weighted_mode_with_neutral_inputs_and_no_decay_gives_the_count_points(
@@ -390,7 +400,7 @@ def test_weighted_mode_with_neutral_inputs_and_no_decay_gives_the_count_points(
 ) -> None:
     ordered = sorted(members.items(), key=lambda kv: (kv[1], kv[0]))
     calls = dict(ordered)
-    neutral = ConsensusSettings(mode="weighted", half_life_seconds=math.inf)
+    neutral = no_decay()
     weighted = consensus(calls, heartbeat_age=1.0, settings=neutral, now=NOW)
     counted = consensus([g for g, _ in ordered], heartbeat_age=1.0, settings=DEFAULT)
     assert weighted.points == counted.points
@@ -402,7 +412,7 @@ def test_weighted_line_names_each_groups_weight_and_discount() -> None:
     cons = consensus(
         {"@a": NOW_INT - 120, "@b": NOW_INT - 90, "@c": NOW_INT - 60},
         heartbeat_age=1.0,
-        settings=ConsensusSettings(mode="weighted", half_life_seconds=math.inf),
+        settings=no_decay(),
         now=NOW,
         reputation=rep,
     )
@@ -448,8 +458,6 @@ def test_weighted_mode_degrades_like_count_mode(
 
 
 def test_weighted_thresholds_are_settings() -> None:
-    strict = ConsensusSettings(
-        mode="weighted", half_life_seconds=math.inf, level2_threshold=2.5, level3_threshold=4.0
-    )
+    strict = no_decay(level2_threshold=2.5, level3_threshold=4.0)
     calls = {f"@g{i}": NOW_INT for i in range(3)}
     assert consensus(calls, heartbeat_age=0.0, settings=strict, now=NOW).points == 1

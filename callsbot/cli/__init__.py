@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from urllib.parse import unquote, urlsplit
 
 from callsbot.cli import (
     backfill,
@@ -76,6 +77,9 @@ def _secrets(settings: Settings) -> list[str]:
     values.append(settings.web.token)
     if settings.telegram.api_id is not None:
         values.append(str(settings.telegram.api_id))
+    password = urlsplit(settings.store.url).password
+    if password:
+        values += [password, unquote(password)]
     return [v for v in values if v]
 
 

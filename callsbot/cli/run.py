@@ -30,11 +30,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     """Check the credentials the role needs, then run it until a stop signal."""
+    problems: list[str] = []
     missing = missing_for_role(settings, args.role, replay=args.replay is not None)
     if missing:
+        problems.append(f"missing {', '.join(missing)} (environment or .env; see .env.example)")
+    if args.role in ("all", "aggregator") and not (settings.telegram.groups or args.replay):
+        problems.append(
+            "telegram.groups is empty: list your call groups (@username or -100… id) in "
+            "config.toml or CALLSBOT_TELEGRAM_GROUPS"
+        )
+    if problems:
         print(
-            f"callsbot: config error: missing {', '.join(missing)} (environment or .env; "
-            "see .env.example). To see callsbot work without credentials: make demo",
+            f"callsbot: config error: {'; '.join(problems)}. "
+            "To see callsbot work without credentials: make demo",
             file=sys.stderr,
         )
         return EXIT_CONFIG

@@ -22,8 +22,11 @@ from callsbot.reputation.snapshot import Reputation
 from callsbot.store import keys
 from callsbot.store.base import SignalStore, StreamEntry
 
-#: Most mentions written in one MULTI/EXEC; bounds the size of one round trip.
+#: Most mentions written in one script call; bounds the size of one round trip.
 _MAX_BATCH = 512
+#: Batches in flight at once (each on its own connection). With two, a mention that arrives
+#: while a batch is on the wire goes out at once instead of waiting for that batch's reply.
+_IN_FLIGHT = 2
 
 _ADVANCE_CURSOR = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -32,6 +35,33 @@ if (not cur) or tonumber(cur) < tonumber(ARGV[2]) then
   return tonumber(ARGV[2])
 end
 return tonumber(cur)
+"""
+
+# One batch of mentions in one command. Per mention: claim it (when asked), add the group (the
+# timestamp only moves forward), trim the window, refresh the TTL, count, and index the token.
+# These are the commands a MULTI/EXEC per batch used to carry, run server-side: the client packs
+# a few arguments per mention instead of five commands and parses one reply instead of five,
+# which is where a busy aggregator spent its time. KEYS: the active index, then per mention its
+# token key and its claim key (its token key again when there is no claim). ARGV: cutoff,
+# window, then per mention token, group, stamp and the claim's TTL (0: no claim). Reply: per
+# mention the group count, or -1 when the claim was already taken.
+_RECORD_BATCH = """
+local cutoff, window = ARGV[1], tonumber(ARGV[2])
+local out = {}
+for i = 0, (#KEYS - 1) / 2 - 1 do
+  local key, claim, a = KEYS[2 + 2 * i], KEYS[3 + 2 * i], 3 + 4 * i
+  local ttl = tonumber(ARGV[a + 3])
+  local won = ttl == 0 or redis.call('SET', claim, 1, 'NX', 'EX', ttl)
+  redis.call('ZADD', key, 'GT', ARGV[a + 2], ARGV[a + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
+  redis.call('EXPIRE', key, window)
+  local card = redis.call('ZCARD', key)
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[a + 2], ARGV[a])
+  out[i + 1] = won and card or -1
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+redis.call('EXPIRE', KEYS[1], window)
+return out
 """
 
 #: token, group, clamped ts, optional (claim key, ttl), the caller's future.
@@ -67,9 +97,9 @@ class RedisStore(SignalStore):
     """A :class:`SignalStore` in Redis (layout in :mod:`callsbot.store.keys`).
 
     Concurrent :meth:`record` and :meth:`record_once` calls are coalesced: whatever arrives while
-    one write is in flight goes out together in the next MULTI/EXEC. Each mention (with its
-    claim) is still written atomically and in one round trip, and each caller gets its own
-    answer back.
+    one write is in flight goes out together in the next batch, one script call run atomically
+    by the server. Each mention (with its claim) is still written atomically and in one round
+    trip, and each caller gets its own answer back.
 
     Args:
         client: a redis.asyncio client with ``decode_responses=True`` (see :func:`build_client`).
@@ -81,8 +111,9 @@ class RedisStore(SignalStore):
         super().__init__(window=window, clock=clock)
         self._redis = client
         self._pending: list[_Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
         self._advance = client.register_script(_ADVANCE_CURSOR)
+        self._record_batch = client.register_script(_RECORD_BATCH)
         self._closed = False
 
     @property
@@ -109,8 +140,8 @@ class RedisStore(SignalStore):
             raise StoreError("store is closed")
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._pending.append((token, group, self._clamp(ts), claim, fut))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="redis-store-flush")
+        if len(self._flushers) < _IN_FLIGHT:
+            self._flushers.add(asyncio.create_task(self._flush(), name="redis-store-flush"))
         return await fut
 
     async def _flush(self) -> None:
@@ -132,30 +163,26 @@ class RedisStore(SignalStore):
                     if not fut.done():
                         fut.set_result(count)
         finally:
-            self._flusher = None
+            # Synchronously with the loop's last check of _pending: a mention queued after it
+            # must find a free flusher slot.
+            task = asyncio.current_task()
+            if task is not None:
+                self._flushers.discard(task)
 
     async def _write(self, batch: list[_Pending]) -> list[int | None]:
         now = self.now()
-        cutoff = now - self.window
-        pipe = self._redis.pipeline(transaction=True)
+        key_args: list[str] = [keys.ACTIVE]
+        argv: list[str | int] = [now - self.window, self.window]
         for token, group, stamp, claim, _ in batch:
-            if claim is not None:
-                pipe.set(keys.claim(claim[0]), 1, nx=True, ex=claim[1])
             key = keys.token(token)
-            pipe.zadd(key, {group: stamp}, gt=True)
-            pipe.zremrangebyscore(key, "-inf", cutoff)
-            pipe.expire(key, self.window)
-            pipe.zcard(key)
-            pipe.zadd(keys.ACTIVE, {token: stamp}, gt=True)
-        pipe.zremrangebyscore(keys.ACTIVE, "-inf", cutoff)
-        pipe.expire(keys.ACTIVE, self.window)
-        replies = iter(await self._run(pipe.execute(), "record"))
-        counts: list[int | None] = []
-        for *_, claim, _fut in batch:
-            won = bool(next(replies)) if claim is not None else True
-            _zadd, _trim, _expire, card, _active = (next(replies) for _ in range(5))
-            counts.append(int(card) if won else None)
-        return counts
+            if claim is None:
+                key_args += (key, key)
+                argv += (token, group, stamp, 0)
+            else:
+                key_args += (key, keys.claim(claim[0]))
+                argv += (token, group, stamp, max(1, claim[1]))
+        replies = await self._run(self._record_batch(keys=key_args, args=argv), "record")
+        return [None if n < 0 else int(n) for n in replies]
 
     async def groups(self, token: str) -> dict[str, int]:
         cutoff = self.now() - self.window
@@ -319,8 +346,8 @@ class RedisStore(SignalStore):
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._flushers:
+            await asyncio.gather(*self._flushers, return_exceptions=True)
         await self._redis.aclose()
 
     @staticmethod

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from callsbot.clock import FakeClock
@@ -16,6 +18,7 @@ from callsbot.testing.redis_server import RedisServer, free_port
 from tests.conftest import make_redis_store
 
 T0 = 1_700_000_000
+DEPLOY_DOC = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
 
 
 async def test_token_key_is_the_deployed_layout(redis_store: RedisStore, redis_url: str) -> None:
@@ -115,6 +118,30 @@ async def test_concurrent_records_share_round_trips(redis_store: RedisStore) -> 
     assert calls < 10
 
 
+async def test_a_mention_does_not_wait_for_the_batch_already_in_flight(
+    redis_store: RedisStore,
+) -> None:
+    gate, sent = asyncio.Event(), asyncio.Event()
+    original = redis_store._write
+
+    async def first_one_held(batch):  # type: ignore[no-untyped-def]
+        if not sent.is_set():
+            sent.set()
+            await gate.wait()
+        return await original(batch)
+
+    redis_store._write = first_one_held  # type: ignore[method-assign]
+    first = asyncio.create_task(redis_store.record("TokA", "@g", T0))
+    await sent.wait()  # the first batch is on its way
+    try:
+        # A second flusher takes it: written while the first batch still waits for its reply.
+        assert await asyncio.wait_for(redis_store.record("TokB", "@g", T0), timeout=5) == 1
+        assert not first.done()
+    finally:
+        gate.set()
+    assert await first == 1
+
+
 def test_open_store_picks_backend_by_scheme(clock: FakeClock) -> None:
     assert type(open_store(StoreSettings(url="memory://"), clock=clock)).__name__ == "MemoryStore"
     redis_store = open_store(StoreSettings(url="redis://127.0.0.1:1/0"), clock=clock)
@@ -144,3 +171,39 @@ async def test_reputation_and_vote_keys(redis_store: RedisStore, redis_url: str)
             await redis_store.reputation()
     finally:
         await raw.aclose()
+
+
+async def test_the_acl_in_the_deploy_docs_is_enough_for_the_whole_store(
+    redis_url: str, clock: FakeClock
+) -> None:
+    from urllib.parse import quote
+
+    [acl] = [ln for ln in DEPLOY_DOC.splitlines() if ln.startswith("ACL SETUSER callsbot ")]
+    words = acl.split()
+    password = next(w[1:] for w in words if w.startswith(">"))
+    assert any(c in password for c in "@:/")  # the docs' example needs percent-encoding
+    admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    await admin.execute_command(*words)
+    host_port = redis_url.split("://", 1)[1].split("/", 1)[0]
+    url = f"redis://callsbot:{quote(password, safe='')}@{host_port}/0"
+    store = open_store(StoreSettings(url=url), clock=clock)
+    try:
+        await store.ping()
+        assert await store.record_once("Mint111", "@a", T0, claim="msg:1:1:Mint111", ttl=60) == 1
+        assert await store.record("Mint111", "@b", T0) == 2
+        assert await store.counts(["Mint111", "Other"]) == {"Mint111": 2, "Other": 0}
+        assert set(await store.groups("Mint111")) == {"@a", "@b"}
+        assert await store.active_tokens() == ["Mint111"]
+        await store.beat("aggregator", ttl=15)
+        assert await store.heartbeat_age("aggregator") == 0
+        assert await store.claim("alert:Mint111", 60) is True
+        await store.release("alert:Mint111")
+        await store.advance_cursor("msg:-100", 7)
+        assert await store.get_cursor("msg:-100") == 7
+        # ...and nothing beyond its prefix.
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            await store.client.set("elsewhere", 1)  # type: ignore[attr-defined]
+    finally:
+        await store.aclose()
+        await admin.execute_command("ACL", "DELUSER", "callsbot")
+        await admin.aclose()
