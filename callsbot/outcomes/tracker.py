@@ -135,6 +135,7 @@ class OutcomeTracker:
         claims: follow-up claims (the window store); ``None``: only the history guards them.
         repliers: sinks that can reply, by sink name (``telegram``).
         buffer_size: events held while the history is away (beyond: counted and logged).
+        queue_size: the hub queue of its subscription.
     """
 
     name = "tracker"
@@ -410,16 +411,18 @@ class OutcomeTracker:
             HistoryUnavailable: the database failed (the fetch in hand is made again later).
         """
         made = 0
-        while True:
-            batch = await self.ledger.due(self._clock.time(), limit=_DUE_BATCH)
-            if not batch:
-                break
+        while stop is None or not stop.is_set():
+            now = self._clock.time()
+            batch = await self.ledger.due(now, limit=_DUE_BATCH)
             for fetch, schedule in batch:
                 if stop is not None and stop.is_set():
-                    return made
+                    break
                 await self._execute(fetch, schedule)
                 made += 1
-            await self.refresh()
+            # What a fetch schedules is due later: only a full batch, or time that moved while
+            # fetching (the limiter's waits), can leave something due now.
+            if len(batch) < _DUE_BATCH and self._clock.time() <= now:
+                break
         await self.refresh()
         return made
 
@@ -439,7 +442,7 @@ class OutcomeTracker:
         if isinstance(got, NoDataYet):
             await self._no_data(fetch, schedule, got)
             return
-        await self._keep(fetch, schedule, got)
+        await self._keep(fetch, schedule, got, asked=pool)
 
     async def _find_pool(self, schedule: Schedule) -> str | None:
         pool = await self.ledger.verdict_pool(schedule.chain, schedule.token)
@@ -455,7 +458,7 @@ class OutcomeTracker:
             await self.ledger.set_pool(schedule.id, pool, source)
         return pool
 
-    async def _keep(self, fetch: Fetch, schedule: Schedule, got: Candles) -> None:
+    async def _keep(self, fetch: Fetch, schedule: Schedule, got: Candles, *, asked: str) -> None:
         async with self.ledger.transaction() as conn:
             await self.ledger.fetched(
                 fetch.id,
@@ -466,7 +469,7 @@ class OutcomeTracker:
                 skipped=got.skipped,
                 conn=conn,
             )
-            if got.pool != schedule.pool:
+            if got.pool != asked:  # the asked pool answered 404: the token moved
                 await self.ledger.set_pool(schedule.id, got.pool, "lookup", conn=conn)
             _changed, replies = await self._recompute(schedule.id, conn)
         self._metrics.tracker_fetches.labels(outcome="ok").inc()
