@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from bench import buy_alert, cases, dashboard
 from bench.history import case_history
 from bench.report import Row, machine, table, write_json
+from bench.tracker import case_tracker
 from callsbot.testing.pg_server import PostgresServer
 from callsbot.testing.redis_server import RedisServer
 
@@ -41,6 +42,7 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "8": ("buy → alert", lambda cfg: buy_alert.case_buy_to_alert(seed=cfg.seed)),
     "9": ("history", lambda cfg: case_history(cfg.pg_url)),
     "10": ("dashboard", dashboard.case_dashboard),
+    "11": ("outcome tracker", case_tracker),
 }
 
 
