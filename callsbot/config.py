@@ -471,12 +471,14 @@ def _coerce(key: str, tp: Any, value: Any, *, from_env: bool) -> Any:
         return _coerce(key, args[0], value, from_env=from_env)
     if origin is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
+        split = from_env and isinstance(value, str) and not value.lstrip().startswith("[")
         if from_env and isinstance(value, str):
-            value = json.loads(value) if value.lstrip().startswith("[") else _split(value)
+            value = _split(value) if split else json.loads(value)
         if not isinstance(value, list | tuple):
             raise ConfigError(key, f"expected a list, got {value!r}")
+        # Items of a comma-separated variable are strings, to be read as the environment's.
         return tuple(
-            _coerce(f"{key}[{i}]", item_tp, v, from_env=False) for i, v in enumerate(value)
+            _coerce(f"{key}[{i}]", item_tp, v, from_env=split) for i, v in enumerate(value)
         )
     if attrs.has(tp):
         if not isinstance(value, dict):
