@@ -45,6 +45,7 @@ from callsbot.demo.tracking import (
 from callsbot.history.recorder import HistoryRecorder
 from callsbot.history.sql import SQLHistory
 from callsbot.metrics import Metrics
+from callsbot.outcomes.followup import percent
 from callsbot.outcomes.report import EventKind
 from callsbot.outcomes.tracker import OutcomeTracker
 from callsbot.runtime import roles
@@ -450,7 +451,7 @@ class DemoRun:
             lines.append(
                 f"{head} peak {o.peak:5.2f}× at +{(o.t_peak - o.event_ts) / 3600:4.1f} h"
                 f"  +24h {'–' if close is None else f'{1 + close:.2f}×':>6}"
-                f"  drawdown {o.max_drawdown or 0.0:+.0%}  {'win' if o.win else 'no win'}"
+                f"  drawdown {percent(o.max_drawdown or 0.0):>6}  {'win' if o.win else 'no win'}"
             )
         lines += [
             "",

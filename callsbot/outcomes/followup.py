@@ -26,7 +26,8 @@ def _after(seconds: int) -> str:
     return f"{minutes // 60} h {minutes % 60:02d}"
 
 
-def _percent(fraction: float) -> str:
+def percent(fraction: float) -> str:
+    """``−18 %`` (a true minus sign), ``0 %``, ``25 %``: a fraction as whole percent."""
     value = round(fraction * 100)
     return f"{MINUS}{-value} %" if value < 0 else f"{value} %"
 
@@ -54,5 +55,5 @@ def followup_text(outcome: Outcome, checkpoint: int) -> str | None:
     if outcome.t_peak is not None:
         parts.append(f"peak {outcome.peak:.2f}× at {_after(outcome.t_peak - outcome.event_ts)}")
     if outcome.max_drawdown is not None:
-        parts.append(f"drawdown {_percent(outcome.max_drawdown)}")
+        parts.append(f"drawdown {percent(outcome.max_drawdown)}")
     return " · ".join(parts)
