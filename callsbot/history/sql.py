@@ -54,6 +54,8 @@ _UPGRADE_LOCK_ID = 0x63616C6C  # "call"
 #: Events turned into rows between two yields to the event loop (fingerprints cost CPU).
 _ROWS_PER_SLICE = 64
 _PAGE = 1000
+#: An outcome schedule still open this long past the retention cut-off is pruned anyway.
+_ABANDONED = 7 * 86_400.0
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _AUTH_ERRORS = ("InvalidPasswordError", "InvalidAuthorizationSpecificationError")
 
@@ -351,9 +353,14 @@ class SQLHistory(HistoryStore):
         deleted = 0
         async with self._guard("prune"), self._engine.begin() as conn:
             old_alerts = sa.select(s.alerts.c.id).where(s.alerts.c.at < before)
-            old_schedules = sa.select(s.outcome_schedules.c.id).where(
-                s.outcome_schedules.c.at < before
+            # A schedule still fetching is kept (its last fetch comes a day after it opened)
+            # unless it was abandoned a week before the cut-off.
+            sched = s.outcome_schedules
+            old_schedule = sa.and_(
+                sched.c.at < before,
+                sa.or_(sched.c.status == "done", sched.c.at < before - _ABANDONED),
             )
+            old_schedules = sa.select(sched.c.id).where(old_schedule)
             old_events = sa.select(s.tracked_events.c.id).where(
                 s.tracked_events.c.schedule_id.in_(old_schedules)
             )
@@ -365,7 +372,7 @@ class SQLHistory(HistoryStore):
                     s.tracked_events.c.schedule_id.in_(old_schedules)
                 ),
                 sa.delete(s.price_fetches).where(s.price_fetches.c.schedule_id.in_(old_schedules)),
-                sa.delete(s.outcome_schedules).where(s.outcome_schedules.c.at < before),
+                sa.delete(sched).where(old_schedule),
                 sa.delete(s.alert_deliveries).where(s.alert_deliveries.c.alert_id.in_(old_alerts)),
                 sa.delete(s.alerts).where(s.alerts.c.at < before),
                 sa.delete(s.mentions).where(s.mentions.c.at < before),

@@ -255,16 +255,20 @@ class TestOutcomeTables:
         self, ledger: OutcomeLedger, history: SQLHistory
     ) -> None:
         old = await ledger.register(event(at=T), window=WINDOW, now=T)
+        fetching = await ledger.register(event(at=T, token=mint(2)), window=WINDOW, now=T)
         new = await ledger.register(event(at=T + 10 * WINDOW), window=WINDOW, now=T)
         assert old
+        assert fetching
         assert new
         await ledger.save_outcomes({old.id: outcome(), new.id: outcome()}, now=T)
         await ledger.record_followup(old.id, 3600, at=T, sink="s", message_id=None, text="x")
+        await ledger.close(old.schedule_id)
         deleted = await history.prune(T + 5 * WINDOW)
         assert deleted == 1 + 1 + 4 + 1 + 1  # follow-up, outcome, fetches, event, schedule
         counts = await history.counts()
-        assert (counts["tracked_events"], counts["outcomes"], counts["price_fetches"]) == (1, 1, 4)
-        assert counts["outcome_schedules"] == 1
+        assert (counts["tracked_events"], counts["outcomes"], counts["price_fetches"]) == (2, 1, 8)
+        assert counts["outcome_schedules"] == 2  # the one still fetching is kept
+        assert await history.prune(T + 8 * 86_400) == 2 * (1 + 4 + 1) + 1  # abandoned; and new
 
 
 @both_backends()
