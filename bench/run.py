@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from bench import buy_alert, cases, dashboard, deciding_call, recorder_overhead
 from bench.history import case_history
 from bench.report import Row, machine, table, write_json
+from bench.tracker import case_tracker
 from callsbot.testing.pg_server import PostgresServer
 from callsbot.testing.redis_server import RedisServer
 
@@ -47,6 +48,7 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "14": ("weighted consensus scoring", cases.case_weighted_scoring),
     "15": ("reputation job", cases.case_reputation_job),
     "17": ("worst message at Telegram's limits", cases.case_limits),
+    "11": ("outcome tracker", case_tracker),
 }
 
 

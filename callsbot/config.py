@@ -345,12 +345,38 @@ class GeckoTerminalSettings:
     retry_deadline_seconds: float = setting(600.0, validator=positive(DAY))
 
 
+#: The section-3 checkpoints an alert follow-up may be sent at (5 min ... 24 h), seconds.
+FOLLOWUP_CHECKPOINTS = (300, 900, 3600, 14400, 86400)
+
+
+def _followups(_inst: Any, _attr: attrs.Attribute[Any], value: tuple[int, ...]) -> None:
+    unknown = [v for v in value if v not in FOLLOWUP_CHECKPOINTS]
+    if unknown:
+        known = ", ".join(map(str, FOLLOWUP_CHECKPOINTS))
+        raise ValueError(f"checkpoints must be among {known} (seconds), got {unknown}")
+
+
 @attrs.frozen
 class OutcomesSettings:
     latency_seconds: int = setting(60, validator=non_negative(HOUR))
     win_multiple: float = setting(2.0, validator=positive(1000))
     horizon_seconds: int = setting(86400, validator=positive(30 * DAY))
     stop: float = setting(-0.5, validator=_stop_fall)
+    # The outcome tracker (runs with the scorer when the history is on).
+    tracker: bool = setting(True)
+    # A fetch that fails is tried again after retry_seconds, doubling up to retry_max_seconds;
+    # after max_fetch_errors failures it is given up (its events become unresolved unless a
+    # later fetch covers its candles). Rate limits delay without counting.
+    retry_seconds: float = setting(300.0, validator=positive(DAY))
+    retry_max_seconds: float = setting(3600.0, validator=positive(DAY))
+    max_fetch_errors: int = setting(6, validator=positive(1000))
+    # At start, events of the last catch_up_seconds found in the history and not yet tracked
+    # are tracked (0: none).
+    catch_up_seconds: int = setting(86400, validator=non_negative(30 * DAY))
+    # Alert follow-up replies, seconds after the alert ([] = none), each sent at most once,
+    # and not at all when it would be more than followup_max_late_seconds late.
+    followups: tuple[int, ...] = setting(factory=lambda: (3600, 86400), validator=_followups)
+    followup_max_late_seconds: float = setting(7200.0, validator=positive(30 * DAY))
 
 
 @attrs.frozen
@@ -583,12 +609,14 @@ def _coerce(key: str, tp: Any, value: Any, *, from_env: bool, sensitive: bool = 
         return _coerce(key, args[0], value, from_env=from_env, sensitive=sensitive)
     if origin is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
+        split = from_env and isinstance(value, str) and not value.lstrip().startswith("[")
         if from_env and isinstance(value, str):
             value = _json_list(key, value) if value.lstrip().startswith("[") else _split(value)
         if not isinstance(value, list | tuple):
             raise ConfigError(key, f"expected a list{got}")
+        # Items of a comma-separated variable are strings, to be read as the environment's.
         return tuple(
-            _coerce(f"{key}[{i}]", item_tp, v, from_env=False, sensitive=sensitive)
+            _coerce(f"{key}[{i}]", item_tp, v, from_env=split, sensitive=sensitive)
             for i, v in enumerate(value)
         )
     if attrs.has(tp):

@@ -61,6 +61,12 @@ class Metrics:
     history_buffer: Gauge
     history_up: Gauge
     history_write_seconds: Histogram
+    tracker_queue: Gauge
+    tracker_scheduled: Gauge
+    tracker_oldest_due: Gauge
+    tracker_events: Counter
+    tracker_fetches: Counter
+    tracker_followups: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -187,6 +193,26 @@ class Metrics:
                 "Duration of one history batch write",
                 registry=r,
                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+            ),
+            tracker_queue=_gauge(
+                r, "callsbot_tracker_queue", "Outcome price fetches due now and not yet made"
+            ),
+            tracker_scheduled=_gauge(
+                r, "callsbot_tracker_scheduled", "Outcome price fetches scheduled (due or not)"
+            ),
+            tracker_oldest_due=_gauge(
+                r,
+                "callsbot_tracker_oldest_due_seconds",
+                "How late the oldest due outcome price fetch is (0 when none is due)",
+            ),
+            tracker_events=_counter(
+                r, "callsbot_tracker_events", "Events taken by the outcome tracker", "kind"
+            ),
+            tracker_fetches=_counter(
+                r, "callsbot_tracker_fetches", "Outcome price fetches by outcome", "outcome"
+            ),
+            tracker_followups=_counter(
+                r, "callsbot_tracker_followups", "Alert follow-up replies by outcome", "outcome"
             ),
         )
 

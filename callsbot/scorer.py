@@ -557,26 +557,29 @@ class Scorer:
             log.info("scorer: %s already alerted within the cooldown", alert.token)
             return "cooldown"
         delivered = await asyncio.gather(*(self._deliver(sink, alert) for sink in self._sinks))
-        if self._sinks and not any(delivered):
+        if self._sinks and not any(ok for ok, _ in delivered):
             await self._release(key)
             return "alert_failed"
         if self._events is not None:
+            # The message ids are what the alert's follow-up replies answer.
             took = tuple(
-                (sink.name, None) for sink, ok in zip(self._sinks, delivered, strict=True) if ok
+                (sink.name, message_id)
+                for sink, (ok, message_id) in zip(self._sinks, delivered, strict=True)
+                if ok
             )
             self._events.publish(AlertSent(at=self._clock.time(), alert=alert, deliveries=took))
         return "alerted"
 
-    async def _deliver(self, sink: AlertSink, alert: Alert) -> bool:
+    async def _deliver(self, sink: AlertSink, alert: Alert) -> tuple[bool, str | None]:
         try:
-            await sink.send(alert)
+            message_id = await sink.send(alert)
         except Exception as exc:
             # One broken sink must neither stop the others nor the scorer.
             self._metrics.alerts.labels(sink=sink.name, outcome="failed").inc()
             log.error("scorer: alert for %s not delivered to %s: %s", alert.token, sink.name, exc)
-            return False
+            return False, None
         self._metrics.alerts.labels(sink=sink.name, outcome="sent").inc()
-        return True
+        return True, message_id if isinstance(message_id, str) else None
 
     async def aclose(self) -> None:
         """Close the sinks (and the feed, if it has ``aclose``)."""

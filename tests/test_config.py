@@ -65,6 +65,7 @@ def test_env_lists_and_optionals(tmp_path: Path) -> None:
             "CALLSBOT_CIELO_LIST_ID": "42",
             "CALLSBOT_TELEGRAM_SKIP_FORWARDS": "yes",
             "CALLSBOT_CONSENSUS_TIERS": '[{"min_groups": 0, "points": -3}]',
+            "CALLSBOT_OUTCOMES_FOLLOWUPS": "3600, 86400",
         },
         env_file=None,
     )
@@ -72,6 +73,7 @@ def test_env_lists_and_optionals(tmp_path: Path) -> None:
     assert s.cielo.list_id == 42
     assert s.telegram.skip_forwards is True
     assert s.consensus.tiers == (Tier(0, -3),)
+    assert s.outcomes.followups == (3600, 86400)
 
 
 @pytest.mark.parametrize(
@@ -112,6 +114,13 @@ def test_env_lists_and_optionals(tmp_path: Path) -> None:
         ),
         ("[consensus]\nhalf_life_seconds = 0\n", {}, "consensus.half_life_seconds", "> 0"),
         ("[log]\nformat = 'xml'\n", {}, "log.format", "must be one of text, json"),
+        (
+            "[outcomes]\nfollowups = [3600, 7200]\n",
+            {},
+            "outcomes.followups",
+            "checkpoints must be among 300, 900, 3600, 14400, 86400",
+        ),
+        ("", {"CALLSBOT_OUTCOMES_FOLLOWUPS": "3600,60"}, "CALLSBOT_OUTCOMES_FOLLOWUPS", "[60]"),
         ("", {"CALLSBOT_STORE_RETRIES": "many"}, "CALLSBOT_STORE_RETRIES", "expected an integer"),
         ("", {"CALLSBOT_STORE_URL": "mongodb://x"}, "CALLSBOT_STORE_URL", "unknown store scheme"),
         ("", {"CALLSBOT_STOREURL": "x"}, "CALLSBOT_STOREURL", "unknown setting"),

@@ -13,8 +13,19 @@ import pytest
 
 from callsbot.config import Settings, StoreSettings
 from callsbot.demo import demo_command, load_session
+from callsbot.demo.tracking import HISTORY_FILE
+from callsbot.history.sql import SQLHistory
+from callsbot.outcomes.ledger import OutcomeLedger
+from callsbot.outcomes.path import OutcomeStatus
+from callsbot.outcomes.report import EventKind
 
 ALERTS = "$MOONCAT, $GIGA2, $LATEDOG, $PAIRFROG, $FROGGY"
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo leaves its history database in the current directory: not the repository's."""
+    monkeypatch.chdir(tmp_path)
 
 
 async def run_demo(settings: Settings) -> str:
@@ -46,11 +57,38 @@ async def test_demo_tells_the_story_on_the_memory_store() -> None:
     assert "🤝 MULTI-BOT CONSENSUS: +2 (4 groups:" in text
 
 
+async def test_demo_follows_the_day_after_and_leaves_its_history(tmp_path: Path) -> None:
+    text = await run_demo(Settings())
+    # Every alert got its +1 h and +24 h reply, from the recorded GeckoTerminal answers.
+    assert text.count("──── reply to the $") == 10
+    assert "📈 +24h 4.53× · peak 11.53× at 7 h 55 · drawdown 0 %" in text  # FROGGY's 10×
+    assert "$LATEDOG   resolved   peak  5.19×" in text
+    report = text[text.index("──── report ────") :]
+    assert "level_reached 3+" in report
+    assert "scored        0" in report
+    assert "deployed targets:" in report
+    # The history database is left behind, and said where.
+    path = tmp_path / "callsbot-demo-history.sqlite3"
+    assert summary_line(text, "history:") == str(path)
+    history = SQLHistory(f"sqlite:///{path}")
+    try:
+        counts = await history.counts()
+        records = await OutcomeLedger(history).records(window=3600, latency=60)
+    finally:
+        await history.aclose()
+    assert counts["mentions"] == 17
+    assert counts["alerts"] == 5
+    assert counts["followups"] == 10
+    assert {r.outcome.status for r in records} == {OutcomeStatus.RESOLVED, OutcomeStatus.DEAD}
+    assert sum(r.kind is EventKind.ALERT for r in records) == 5
+
+
 async def test_demo_over_redis_gives_the_same_alerts_twice_in_a_row(redis_url: str) -> None:
     settings = attrs.evolve(Settings(), store=StoreSettings(url=redis_url))
     for _ in range(2):  # a second run on the same Redis is not silenced by the first one's keys
         text = await run_demo(settings)
         assert summary_line(text, "alerts") == ALERTS
+        assert text.count("──── reply to the $") == 10  # follow-up claims are the run's own
 
 
 def test_session_payloads_use_the_real_schemas() -> None:
@@ -76,3 +114,5 @@ def test_make_demo_command_runs_without_credentials(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "──── summary ────" in result.stdout
     assert summary_line(result.stdout, "alerts") == ALERTS
+    assert summary_line(result.stdout, "history:") == str(tmp_path / HISTORY_FILE)
+    assert (tmp_path / HISTORY_FILE).stat().st_size > 0

@@ -16,7 +16,7 @@ import pytest
 from callsbot.clock import FakeClock
 from callsbot.config import AlertsSettings, CieloSettings, ScoringSettings, Settings, TgBotSettings
 from callsbot.errors import StoreError
-from callsbot.events import MentionRecorded
+from callsbot.events import AlertSent, Event, MentionRecorded
 from callsbot.metrics import Metrics
 from callsbot.models import MarketSnapshot, MessageRef, Reason, Status, Verdict
 from callsbot.net.retry import RetryPolicy
@@ -888,3 +888,42 @@ async def test_an_alert_sent_while_the_store_was_away_is_not_repeated_when_it_is
     await rig.close()
     assert (during.outcome, after.outcome) == ("alerted", "cooldown")
     assert len(bot.sent) == 1
+
+
+async def test_the_alert_event_names_the_telegram_message_follow_ups_reply_to(
+    cielo: FakeCielo, bot: FakeTelegramBot, clock: FakeClock, metrics: Metrics, tmp_path: Path
+) -> None:
+    store = MemoryStore(window=3600, clock=clock)
+    await call(store, TOKEN, "@a", "@b", "@c")
+    await beat(store)
+    cielo.serve([swap("tx1", TOKEN, usd=2500)])
+    settings = make_settings(cielo, bot, tmp_path)
+    parts = make_parts(
+        settings,
+        clock=clock,
+        metrics=metrics,
+        store=store,
+        market=FixedMarket({TOKEN: valid(snapshot())}),
+    )
+    sinks: list[AlertSink] = [
+        JsonlSink(tmp_path / "alerts.jsonl"),
+        TelegramBotSink(
+            settings.tg_bot, clock=clock, sleep=Sleeps(), retry=no_wait(settings.tg_bot)
+        ),
+    ]
+    seen: list[AlertSent] = []
+
+    async def keep(event: Event) -> None:
+        assert isinstance(event, AlertSent)
+        seen.append(event)
+
+    parts.events.subscribe("test", keep, kinds=[AlertSent])
+    scorer = build_scorer(parts, feed=build_feed(parts), sinks=sinks)
+    try:
+        [result] = await scorer.poll_once()
+        await parts.events.drain()
+    finally:
+        await scorer.aclose()
+    assert result.outcome == "alerted"
+    (event,) = seen
+    assert event.deliveries == (("jsonl", None), ("telegram", "1"))

@@ -24,6 +24,7 @@ from callsbot.cli import (
     history,
     login,
     outcome,
+    report,
     run,
     token,
 )
@@ -46,6 +47,7 @@ COMMANDS: dict[str, ModuleType] = {
     "db": db,
     "history": history,
     "outcome": outcome,
+    "report": report,
 }
 
 

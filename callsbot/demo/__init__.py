@@ -6,6 +6,12 @@ real schemas. The demo serves the feed and the market data from local HTTP serve
 (:mod:`callsbot.testing`), plays the messages through the real Telegram listener (as real
 Telethon message objects), the real pipeline, store, market validator, feed client and scorer,
 on a simulated clock. No network, no credentials.
+
+Then the day after: the outcome tracker fetches the recorded GeckoTerminal answers
+(``data/ohlcv.json``) as they come due through +24 h, replies to the alerts at +1 h and +24 h,
+and the demo ends with the report table. Every event is recorded in a history database in the
+current directory (:data:`~callsbot.demo.tracking.HISTORY_FILE`, made afresh by each run),
+whose path it prints.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from importlib import resources
+from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
@@ -26,7 +33,21 @@ from callsbot.alert import Alert, render_html
 from callsbot.clock import FakeClock
 from callsbot.config import Settings
 from callsbot.dashboard.service import Dashboard
+from callsbot.demo.tracking import (
+    DAY_AFTER,
+    HISTORY_FILE,
+    follow_through,
+    fresh_history_file,
+    load_ohlcv,
+    report_text,
+    serve_ohlcv,
+)
+from callsbot.history.recorder import HistoryRecorder
+from callsbot.history.sql import SQLHistory
 from callsbot.metrics import Metrics
+from callsbot.outcomes.followup import percent
+from callsbot.outcomes.report import EventKind
+from callsbot.outcomes.tracker import OutcomeTracker
 from callsbot.runtime import roles
 from callsbot.runtime.service import Service
 from callsbot.scorer import Scored
@@ -36,6 +57,7 @@ from callsbot.store.redis import RedisStore
 from callsbot.tasks import wait_stop
 from callsbot.testing.cielo import FakeCielo
 from callsbot.testing.dexscreener import ClockSleep, FakeDexScreener
+from callsbot.testing.geckoterminal import FakeGeckoTerminal
 from callsbot.web import WebServer
 
 DEMO_KEY = "demo-key-not-a-secret"
@@ -57,32 +79,48 @@ def visible(message_html: str) -> str:
 
 @attrs.define
 class PrintSink:
-    """An alert sink that prints each alert as the Telegram group would show it."""
+    """An alert sink that prints each alert as the Telegram group would show it, and the
+    follow-up replies to them."""
 
     out: TextIO
     quiet: bool
     clock: FakeClock
     start: int
     sent: list[Alert] = attrs.field(factory=list)
+    replies: list[str] = attrs.field(factory=list)
     name: str = "demo"
 
-    async def send(self, alert: Alert) -> None:
+    async def send(self, alert: Alert) -> str:
         self.sent.append(alert)
-        if self.quiet:
-            return
-        minute = (self.clock.time() - self.start) / 60
-        print(f"\n──── alert at +{minute:.0f} min ────", file=self.out)
-        print(visible(render_html(alert)), file=self.out)
+        if not self.quiet:
+            minute = (self.clock.time() - self.start) / 60
+            print(f"\n──── alert at +{minute:.0f} min ────", file=self.out)
+            print(visible(render_html(alert)), file=self.out)
+        return str(len(self.sent))  # the message id follow-ups reply to
+
+    async def reply(self, text: str, *, reply_to: str) -> str:
+        self.replies.append(text)
+        if not self.quiet:
+            symbol = self.sent[int(reply_to) - 1].symbol
+            hours = (self.clock.time() - self.start) / 3600
+            print(f"──── reply to the ${symbol} alert, at +{hours:.1f} h ────", file=self.out)
+            print(text, file=self.out)
+        return f"{reply_to}.{len(self.replies)}"
 
     async def aclose(self) -> None:
         return None
 
 
 def demo_settings(
-    settings: Settings, *, dex_url: str, cielo_url: str, groups: list[str]
+    settings: Settings,
+    *,
+    dex_url: str,
+    cielo_url: str,
+    groups: list[str],
+    gecko_url: str | None = None,
 ) -> Settings:
     """The user's settings with the demo's sources and sinks in place of the real ones."""
-    return attrs.evolve(
+    s = attrs.evolve(
         settings,
         telegram=attrs.evolve(settings.telegram, groups=tuple(groups)),
         dexscreener=attrs.evolve(settings.dexscreener, url=dex_url),
@@ -90,6 +128,14 @@ def demo_settings(
         tg_bot=attrs.evolve(settings.tg_bot, token=None, chat_id=None),
         alerts=attrs.evolve(settings.alerts, jsonl_path=None, log=False),
     )
+    if gecko_url is not None:
+        s = attrs.evolve(
+            s,
+            geckoterminal=attrs.evolve(s.geckoterminal, url=gecko_url, network="solana"),
+            # The demo's database is new: nothing to catch up on; the tracker always runs.
+            outcomes=attrs.evolve(s.outcomes, tracker=True, catch_up_seconds=0),
+        )
+    return s
 
 
 async def _forget_demo_keys(store: SignalStore, session: dict[str, Any]) -> None:
@@ -105,6 +151,10 @@ async def _forget_demo_keys(store: SignalStore, session: dict[str, Any]) -> None
         for p in session["dexscreener"]["pairs"]
     ]
     names += [keys.claim(keys.seen_tx(f["item"]["tx_hash"])) for f in session["cielo"]]
+    for pair in session["dexscreener"]["pairs"]:
+        pattern = keys.followup_claims_of(pair["baseToken"]["address"])
+        async for name in client.scan_iter(match=pattern, count=500):
+            names.append(name)
     for group in session["telegram"]["groups"]:
         chat_id = -(10**12 + int(group["channel_id"]))
         async for name in client.scan_iter(match=keys.seen_mentions_of_chat(chat_id), count=500):
@@ -137,14 +187,19 @@ async def demo_command(
     quiet: bool = False,
     serve: Serve | None = None,
     stop: asyncio.Event | None = None,
+    history_path: Path = Path(HISTORY_FILE),
 ) -> int:
-    """Replay the bundled session and print alerts and a summary; return the exit status.
+    """Replay the bundled session and print alerts and a summary, then follow the tokens
+    through the day after (follow-up replies, the report table); return the exit status.
 
-    With ``serve``, the dashboard is served while the session plays at ``serve.speed`` and
-    after it ends, until ``stop`` is set.
+    Every event goes into a fresh history database at ``history_path`` (relative: to the current
+    directory), whose path is printed. With ``serve``, the dashboard is served while the
+    session plays at ``serve.speed`` and after it ends, until ``stop`` is set.
     """
     stop = stop if stop is not None else asyncio.Event()
-    async with open_demo(settings, out=out, quiet=quiet, serve=serve) as demo:
+    async with open_demo(
+        settings, out=out, quiet=quiet, serve=serve, history_path=history_path
+    ) as demo:
         if serve is not None:
             port = await demo.listening()
             host = demo.settings.web.host
@@ -162,6 +217,7 @@ async def demo_command(
                 break
         summary = await demo.finish()
         print(summary, file=out, flush=True)
+        print(await demo.follow_through(), file=out, flush=True)
         if serve is not None and not stop.is_set():
             print("replay finished; the dashboard stays up until Ctrl-C", file=out, flush=True)
             await stop.wait()
@@ -170,12 +226,19 @@ async def demo_command(
 
 @contextlib.asynccontextmanager
 async def open_demo(
-    settings: Settings, *, out: TextIO, quiet: bool = False, serve: Serve | None = None
+    settings: Settings,
+    *,
+    out: TextIO,
+    quiet: bool = False,
+    serve: Serve | None = None,
+    history_path: Path | None = None,
 ) -> AsyncIterator[DemoRun]:
     """The demo ready to play step by step (:meth:`DemoRun.step`), its fakes closed on exit.
 
-    With ``serve``, the dashboard and the web server run beside it (on the wall clock; the
-    session's clock is simulated).
+    With ``history_path``, every event is recorded there (a new database) and the outcome
+    tracker follows the session's tokens against the recorded GeckoTerminal answers
+    (:meth:`DemoRun.follow_through`). With ``serve``, the dashboard and the web server run
+    beside it (on the wall clock; the session's clock is simulated).
     """
     session = load_session()
     clock = FakeClock(float(session["start"]))
@@ -187,8 +250,17 @@ async def open_demo(
         stack.push_async_callback(cielo.close)
         for pair in session["dexscreener"]["pairs"]:
             dex.add_pair(pair)
+        gecko, gecko_url = None, None
+        if history_path is not None:
+            gecko = await stack.enter_async_context(FakeGeckoTerminal(clock=clock))
+            serve_ohlcv(gecko, load_ohlcv())
+            gecko_url = gecko.url
         s = demo_settings(
-            settings, dex_url=dex.url, cielo_url=cielo.url, groups=list(recording.groups)
+            settings,
+            dex_url=dex.url,
+            cielo_url=cielo.url,
+            groups=list(recording.groups),
+            gecko_url=gecko_url,
         )
         if serve is not None:
             s = attrs.evolve(s, web=attrs.evolve(s.web, port=serve.port))
@@ -196,6 +268,15 @@ async def open_demo(
             roles.open_parts(s, clock=clock, metrics=metrics, sleep=ClockSleep(clock))
         )
         demo = DemoRun(s, session, recording, clock, metrics, dex, cielo, parts, out, quiet)
+        demo.gecko = gecko
+        if history_path is not None:
+            history = SQLHistory(f"sqlite:///{fresh_history_file(history_path)}")
+            demo.recorder = await stack.enter_async_context(
+                roles.open_recorder(parts, history=history)
+            )
+            demo.tracker = await stack.enter_async_context(
+                roles.open_tracker(parts, history=history, repliers={demo.sink.name: demo.sink})
+            )
         await demo.start(serve)
         try:
             yield demo
@@ -214,6 +295,9 @@ class DemoRun:
         dex: the local DexScreener.
         dashboard: the dashboard, when served.
         web: the web server, when served.
+        gecko: the local GeckoTerminal, when the demo records.
+        recorder: the history recorder, when the demo records.
+        tracker: the outcome tracker, when the demo records.
         t: seconds of the session played so far.
     """
 
@@ -240,6 +324,10 @@ class DemoRun:
         self._start, self._end = int(session["start"]), int(session["end"])
         self._rate_limited = set(session["dexscreener"].get("rate_limited_at", []))
         self._sink = PrintSink(out, quiet, clock, self._start)
+        self._out = out
+        self.gecko: FakeGeckoTerminal | None = None
+        self.recorder: HistoryRecorder | None = None
+        self.tracker: OutcomeTracker | None = None
         self.aggregator = roles.build_pipeline(parts)
         self.gateway = ReplayGateway(recording, clock=clock)
         self.listener = roles.build_listener(parts, self.gateway, self.aggregator)
@@ -257,13 +345,25 @@ class DemoRun:
         self.web: WebServer | None = None
         self.t = 0
 
+    @property
+    def sink(self) -> PrintSink:
+        """Where alerts (and their follow-ups) are printed."""
+        return self._sink
+
     async def start(self, serve: Serve | None) -> None:
         """Clear an earlier run's keys, start the pipeline and the listener (and the server)."""
         await _forget_demo_keys(self.parts.store, self._session)
+        if self.tracker is not None:
+            await self.tracker.start()
         if serve is not None:
             services: list[Service] = [self.parts.events, self.aggregator, self.listener]
             services.append(self.scorer)
-            self.dashboard = roles.build_dashboard(self.parts, services, rate=serve.speed)
+            sources = None
+            if self.tracker is not None:
+                sources = roles.outcome_sources(self.tracker, self.settings, clock=self.clock)
+            self.dashboard = roles.build_dashboard(
+                self.parts, services, rate=serve.speed, sources=sources
+            )
             self.web = roles.build_web(self.parts, services, dashboard=self.dashboard)
             self._tasks += [
                 asyncio.create_task(self.dashboard.run(self._stop), name="demo-dashboard"),
@@ -308,6 +408,8 @@ class DemoRun:
             for result in [*await self.scorer.poll_once(), *await self.scorer.tick()]:
                 self._scored[result.buy.token] = result
             await self.parts.events.drain()
+        if self.tracker is not None and self.tracker.pending:
+            await self.tracker.ingest()  # its fetches wait until the session is over
         self.t += STEP
         return True
 
@@ -319,6 +421,47 @@ class DemoRun:
         return _summary(
             self._metrics, self._sink, self._scored, self._session, self.gateway, self._peak
         )
+
+    async def follow_through(self) -> str:
+        """Run the simulated clock through the day after the session: the tracker makes its
+        fetches as they come due (the follow-up replies print as they go); record the history;
+        return the closing text: each alert's outcome, the report table, where the history is."""
+        if self.tracker is None or self.recorder is None:
+            return ""
+        s = self.settings
+        await follow_through(self.tracker, self.clock, self._start + self._end + DAY_AFTER)
+        await self.recorder.flush()
+        records = await self.tracker.ledger.records(
+            window=s.store.window_seconds, latency=s.outcomes.latency_seconds
+        )
+        symbols = {
+            p["baseToken"]["address"]: p["baseToken"]["symbol"]
+            for p in self._session["dexscreener"]["pairs"]
+        }
+        lines = ["", "──── the day after: what each alert did (entry = open 60 s after it) ────"]
+        for r in records:
+            if r.kind is not EventKind.ALERT:
+                continue
+            o = r.outcome
+            head = f"  ${symbols.get(r.token, r.token[:6]):<9} {o.status.value:<10}"
+            if o.entry is None or o.peak is None or o.t_peak is None:
+                lines.append(head)
+                continue
+            close = o.close_return("p_24h")
+            lines.append(
+                f"{head} peak {o.peak:5.2f}× at +{(o.t_peak - o.event_ts) / 3600:4.1f} h"
+                f"  +24h {'–' if close is None else f'{1 + close:.2f}×':>6}"
+                f"  drawdown {percent(o.max_drawdown or 0.0):>6}  {'win' if o.win else 'no win'}"
+            )
+        lines += [
+            "",
+            "──── report ────",
+            await report_text(
+                self.tracker, window=s.store.window_seconds, latency=s.outcomes.latency_seconds
+            ),
+        ]
+        lines.append(f"history: {self.tracker.ledger.where}")
+        return "\n".join(lines)
 
     async def _stop_pipeline(self) -> None:
         if self._pipeline is None:

@@ -187,3 +187,123 @@ alert_deliveries = sa.Table(
 
 #: Tables in write order (a delivery needs its alert's id).
 TABLES = (mentions, levels, verdicts, buys, scores, alerts, alert_deliveries)
+
+# -- outcomes (revision 0002): what the outcome tracker schedules, fetches and computes ----------
+
+#: One schedule per token and window: the events on a token within one store window share its
+#: price fetches (docs/outcomes.md, "The tracker").
+outcome_schedules = sa.Table(
+    "outcome_schedules",
+    metadata,
+    _id(),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("chain", sa.String(32), nullable=False),
+    sa.Column("token", sa.String(80), nullable=False),
+    sa.Column("first_ts", sa.BigInteger, nullable=False),
+    sa.Column("last_ts", sa.BigInteger, nullable=False),
+    sa.Column("pool", sa.String(80)),
+    sa.Column("pool_source", sa.String(16)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("errors", sa.Integer, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.UniqueConstraint("chain", "token", "first_ts"),
+    sa.Index(None, "token", "first_ts"),
+    sa.Index(None, "at"),
+)
+
+#: Every event that gets an outcome (section 1): level reached, first score, alert.
+tracked_events = sa.Table(
+    "tracked_events",
+    metadata,
+    _id(),
+    sa.Column(
+        "schedule_id",
+        Id,
+        sa.ForeignKey("outcome_schedules.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("chain", sa.String(32), nullable=False),
+    sa.Column("token", sa.String(80), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("event_ts", sa.BigInteger, nullable=False),
+    sa.Column("groups", Json, nullable=False),
+    sa.Column("alert_created_at", Time),
+    sa.Column("reply_sink", sa.String(64)),
+    sa.Column("reply_to", sa.String(128)),
+    sa.UniqueConstraint("kind", "chain", "token", "level", "event_ts"),
+    sa.Index(None, "schedule_id"),
+    sa.Index(None, "token", "event_ts"),
+    sa.Index(None, "event_ts"),
+    sa.Index(None, "at"),
+)
+
+#: The due fetches of each schedule and, once done, the candles they brought.
+price_fetches = sa.Table(
+    "price_fetches",
+    metadata,
+    _id(),
+    sa.Column(
+        "schedule_id",
+        Id,
+        sa.ForeignKey("outcome_schedules.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("stage", sa.Integer, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("before_ts", sa.BigInteger, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("due", Time, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("rate_limited", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=False),
+    sa.Column("pool", sa.String(80)),
+    sa.Column("fetched_at", Time),
+    sa.Column("complete_until", Time),
+    sa.Column("candles", Json),
+    sa.Column("skipped", sa.Integer, nullable=False),
+    sa.UniqueConstraint("schedule_id", "stage"),
+    sa.Index(None, "state", "due"),
+)
+
+#: The latest outcome of each tracked event (replaced while it is ``tracking``).
+outcomes = sa.Table(
+    "outcomes",
+    metadata,
+    _id(),
+    sa.Column(
+        "event_id", Id, sa.ForeignKey("tracked_events.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("entry", sa.Double),
+    sa.Column("peak", sa.Double),
+    sa.Column("peak_close", sa.Double),
+    sa.Column("win", sa.Boolean),
+    sa.Column("fields", Json, nullable=False),
+    sa.UniqueConstraint("event_id"),
+    sa.Index(None, "status"),
+)
+
+#: Alert follow-up replies sent (one per alert and checkpoint).
+followups = sa.Table(
+    "followups",
+    metadata,
+    _id(),
+    sa.Column(
+        "event_id", Id, sa.ForeignKey("tracked_events.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("checkpoint", sa.Integer, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("sink", sa.String(64), nullable=False),
+    sa.Column("message_id", sa.String(128)),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.UniqueConstraint("event_id", "checkpoint"),
+)
+
+#: The outcome tracker's tables, in write order.
+TRACKER_TABLES = (outcome_schedules, tracked_events, price_fetches, outcomes, followups)
+#: Every table.
+ALL_TABLES = TABLES + TRACKER_TABLES

@@ -54,6 +54,8 @@ _UPGRADE_LOCK_ID = 0x63616C6C  # "call"
 #: Events turned into rows between two yields to the event loop (fingerprints cost CPU).
 _ROWS_PER_SLICE = 64
 _PAGE = 1000
+#: An outcome schedule still open this long past the retention cut-off is pruned anyway.
+_ABANDONED = 7 * 86_400.0
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _AUTH_ERRORS = ("InvalidPasswordError", "InvalidAuthorizationSpecificationError")
 
@@ -166,6 +168,9 @@ class SQLHistory(HistoryStore):
                 },
             )
             self._insert = postgresql.insert
+        # Two parts of one process (the recorder, the outcome tracker) may both migrate at
+        # start; on SQLite two Alembic runs at once would both try to create the tables.
+        self._upgrading = asyncio.Lock()
 
     @property
     def where(self) -> str:
@@ -177,6 +182,15 @@ class SQLHistory(HistoryStore):
     def engine(self) -> AsyncEngine:
         """The engine, for read-only queries of later modules (reports, outcomes)."""
         return self._engine
+
+    def insert(self, table: sa.Table) -> Any:
+        """This dialect's ``INSERT`` (with ``on_conflict_do_nothing``/``_do_update``)."""
+        return self._insert(table)
+
+    def guard(self, what: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Turn database failures inside into :class:`HistoryUnavailable` (later modules'
+        queries use it so that they fail the way this class does)."""
+        return self._guard(what)
 
     @contextlib.asynccontextmanager
     async def _guard(self, what: str) -> AsyncIterator[None]:
@@ -195,7 +209,7 @@ class SQLHistory(HistoryStore):
     # -- schema --------------------------------------------------------------------------------
 
     async def upgrade(self) -> str:
-        async with self._guard("upgrade"), self._engine.begin() as conn:
+        async with self._upgrading, self._guard("upgrade"), self._engine.begin() as conn:
             if self.dialect == "postgresql":
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_UPGRADE_LOCK_ID)))
             revision: str = await conn.run_sync(_upgrade_sync)
@@ -331,7 +345,7 @@ class SQLHistory(HistoryStore):
         async with self._guard("count"), self._engine.connect() as conn:
             return {
                 t.name: int(await conn.scalar(sa.select(sa.func.count()).select_from(t)) or 0)
-                for t in schema.TABLES
+                for t in schema.ALL_TABLES
             }
 
     async def prune(self, before: float) -> int:
@@ -339,7 +353,26 @@ class SQLHistory(HistoryStore):
         deleted = 0
         async with self._guard("prune"), self._engine.begin() as conn:
             old_alerts = sa.select(s.alerts.c.id).where(s.alerts.c.at < before)
+            # A schedule still fetching is kept (its last fetch comes a day after it opened)
+            # unless it was abandoned a week before the cut-off.
+            sched = s.outcome_schedules
+            old_schedule = sa.and_(
+                sched.c.at < before,
+                sa.or_(sched.c.status == "done", sched.c.at < before - _ABANDONED),
+            )
+            old_schedules = sa.select(sched.c.id).where(old_schedule)
+            old_events = sa.select(s.tracked_events.c.id).where(
+                s.tracked_events.c.schedule_id.in_(old_schedules)
+            )
             for stmt in (
+                # The outcome tracker's rows go with the schedule they belong to.
+                sa.delete(s.followups).where(s.followups.c.event_id.in_(old_events)),
+                sa.delete(s.outcomes).where(s.outcomes.c.event_id.in_(old_events)),
+                sa.delete(s.tracked_events).where(
+                    s.tracked_events.c.schedule_id.in_(old_schedules)
+                ),
+                sa.delete(s.price_fetches).where(s.price_fetches.c.schedule_id.in_(old_schedules)),
+                sa.delete(sched).where(old_schedule),
                 sa.delete(s.alert_deliveries).where(s.alert_deliveries.c.alert_id.in_(old_alerts)),
                 sa.delete(s.alerts).where(s.alerts.c.at < before),
                 sa.delete(s.mentions).where(s.mentions.c.at < before),

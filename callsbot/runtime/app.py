@@ -20,6 +20,7 @@ from pathlib import Path
 from callsbot.clock import Clock
 from callsbot.config import Settings
 from callsbot.errors import FatalError, StoreError
+from callsbot.history.sql import open_history
 from callsbot.metrics import Metrics
 from callsbot.runtime import roles
 from callsbot.runtime.service import Service, run_service
@@ -57,13 +58,27 @@ async def run(
                 )
             if role != "all":
                 services += roles.build_bridge(parts, role)
-            recorder = await stack.enter_async_context(roles.open_recorder(parts))
+            # One history store for the recorder and the outcome tracker (closed by the former).
+            history = open_history(settings.history) if settings.history.enabled else None
+            recorder = await stack.enter_async_context(roles.open_recorder(parts, history=history))
             if recorder is not None:
                 services.append(recorder)
+            tracker = None
+            if role in ("all", "scorer"):
+                tracker = await stack.enter_async_context(
+                    roles.open_tracker(parts, history=history)
+                )
+                if tracker is not None:
+                    services.append(tracker)
             if settings.web.enabled:
                 dashboard = None
                 if settings.web.dashboard:
-                    dashboard = roles.build_dashboard(parts, list(services))
+                    sources = (
+                        roles.outcome_sources(tracker, settings, clock=clock)
+                        if tracker is not None
+                        else None
+                    )
+                    dashboard = roles.build_dashboard(parts, list(services), sources=sources)
                     services.append(dashboard)
                 services.append(roles.build_web(parts, list(services), dashboard=dashboard))
             await _supervise_all(services, parts, stop, grace_seconds)

@@ -29,7 +29,13 @@ from callsbot.bridge import StreamPublisher, StreamReader, process_origin
 from callsbot.clock import Clock
 from callsbot.config import Settings
 from callsbot.dashboard.service import Dashboard, Timing
-from callsbot.dashboard.sources import DashboardSources
+from callsbot.dashboard.sources import (
+    HORIZONS,
+    AlertKey,
+    DashboardSources,
+    Interval,
+    ScoreboardRow,
+)
 from callsbot.dashboard.state import DashboardState
 from callsbot.dashboard.stream import Broadcaster
 from callsbot.dashboard.views import extension as dashboard_views
@@ -45,10 +51,14 @@ from callsbot.events import (
 from callsbot.history.base import HistoryStore
 from callsbot.history.mention_log import HistoryMentionLog
 from callsbot.history.recorder import HistoryRecorder
-from callsbot.history.sql import open_history
+from callsbot.history.sql import SQLHistory, open_history
 from callsbot.market.gate import open_market
 from callsbot.market.models import MarketData
+from callsbot.market.prices import GeckoTerminalClient
 from callsbot.metrics import Metrics
+from callsbot.outcomes.ledger import OutcomeLedger
+from callsbot.outcomes.report import EventKind, build_report
+from callsbot.outcomes.tracker import OutcomeTracker, Replier
 from callsbot.reputation.inputs import Labels, MentionLog
 from callsbot.reputation_job import ReputationJob
 from callsbot.runtime.probes import StoreProbe
@@ -359,6 +369,104 @@ def subscribe_vote_tracker(
     tracker = VoteTracker(parts.store, metrics=parts.metrics, monitored=monitored)
     parts.events.subscribe("votes", tracker, kinds=[MentionRecorded])
     return tracker
+
+
+@contextlib.asynccontextmanager
+async def open_tracker(
+    parts: Parts,
+    *,
+    history: SQLHistory | None,
+    repliers: Mapping[str, Replier] | None = None,
+    session: aiohttp.ClientSession | None = None,
+) -> AsyncIterator[OutcomeTracker | None]:
+    """The outcome tracker subscribed to ``parts.events`` (``None`` when ``[outcomes] tracker``
+    or the history is off).
+
+    It writes into ``history`` (shared with the recorder; not closed here), fetches from
+    GeckoTerminal with its own client, claims follow-ups in the window store and replies
+    through ``repliers`` (default: the Telegram bot when ``[tg_bot]`` is configured).
+    """
+    s = parts.settings
+    if history is None or not s.outcomes.tracker:
+        yield None
+        return
+    async with contextlib.AsyncExitStack() as stack:
+        gecko = GeckoTerminalClient(
+            s.geckoterminal, clock=parts.clock, sleep=parts.sleep, session=session
+        )
+        stack.push_async_callback(gecko.aclose)
+        if repliers is None:
+            repliers = {}
+            bot = s.tg_bot
+            if bot.token and bot.chat_id and s.outcomes.followups:
+                sink = TelegramBotSink(bot, clock=parts.clock, session=session, sleep=parts.sleep)
+                stack.push_async_callback(sink.aclose)
+                repliers = {sink.name: sink}
+        yield OutcomeTracker(
+            OutcomeLedger(history),
+            gecko,
+            settings=s.outcomes,
+            window=s.store.window_seconds,
+            network=s.geckoterminal.network,
+            clock=parts.clock,
+            metrics=parts.metrics,
+            sleep=parts.sleep,
+            hub=parts.events,
+            claims=parts.store,
+            repliers=repliers,
+            queue_size=s.events.subscriber_queue,
+            buffer_size=s.history.buffer_size,
+        )
+
+
+def outcome_sources(
+    tracker: OutcomeTracker, settings: Settings, *, clock: Clock
+) -> DashboardSources:
+    """The dashboard's outcome cells and scoreboard, read from the tracker's tables.
+
+    Cells are ``p_X ÷ entry`` of each alert's latest outcome; the scoreboard is the report's
+    ``scored`` buckets (level 0 = solo … 3+), recomputed at most once a minute. Both are empty
+    until the tracker has started (its tables may not exist before).
+    """
+    ledger = tracker.ledger
+    window, latency = settings.store.window_seconds, settings.outcomes.latency_seconds
+    cached: list[tuple[float, tuple[ScoreboardRow, ...]]] = []
+
+    async def outcomes(keys: Sequence[AlertKey]) -> dict[AlertKey, dict[str, float | None]]:
+        if not tracker.started:
+            return {}
+        found = await ledger.alert_outcomes([(k.token, k.at) for k in keys])
+        cells: dict[AlertKey, dict[str, float | None]] = {}
+        for key in keys:
+            outcome = found.get((key.token, key.at))
+            if outcome is None:
+                continue
+            cells[key] = {}
+            for horizon in HORIZONS:
+                change = outcome.close_return(f"p_{horizon}")
+                cells[key][horizon] = None if change is None else 1.0 + change
+        return cells
+
+    async def scoreboard() -> tuple[ScoreboardRow, ...]:
+        if not tracker.started:
+            return ()
+        now = clock.time()
+        if cached and now - cached[0][0] < 60:
+            return cached[0][1]
+        records = await ledger.records(window=window, latency=latency)
+        report = build_report(records, split="level", resamples=1)
+        rows = tuple(
+            ScoreboardRow(
+                b.bucket,
+                Interval(b.wins.rate, b.wins.interval.low, b.wins.interval.high, b.n),
+            )
+            for b in report.buckets
+            if b.kind is EventKind.SCORED
+        )
+        cached[:] = [(now, rows)]
+        return rows
+
+    return DashboardSources(outcomes=outcomes, scoreboard=scoreboard)
 
 
 def build_store_probe(parts: Parts) -> StoreProbe:

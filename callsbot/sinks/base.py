@@ -16,8 +16,9 @@ class AlertSink(Protocol):
 
     name: str
 
-    async def send(self, alert: Alert) -> None:
-        """Deliver ``alert``.
+    async def send(self, alert: Alert) -> str | None:
+        """Deliver ``alert``; return the id the destination gave the message, if any (the
+        Telegram sink's message id, which follow-ups reply to).
 
         Raises:
             SinkError: it was not delivered (after the sink's own retries).

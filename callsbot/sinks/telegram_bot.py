@@ -9,8 +9,9 @@ a secret and redacts its own messages too).
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 from aiolimiter import AsyncLimiter
@@ -124,29 +125,43 @@ class TelegramBotSink:
         """Close the session if the sink opened it. Safe to call twice."""
         await self._http.aclose()
 
-    async def send(self, alert: Alert) -> None:
-        """Send ``alert`` rendered as HTML.
+    async def send(self, alert: Alert) -> str | None:
+        """Send ``alert`` rendered as HTML; return Telegram's message id (what replies name).
 
         Raises:
             SinkError: not delivered after the bounded retries (token redacted).
         """
-        await self.send_text(render_html(alert))
+        return await self.send_text(render_html(alert))
 
-    async def send_text(self, text: str) -> None:
-        """Send an already rendered HTML message (at most 4096 characters).
+    async def reply(self, text: str, *, reply_to: str) -> str | None:
+        """Send plain ``text`` as a reply to message ``reply_to`` of the chat (an alert's
+        follow-up); it is sent even when that message is gone. Returns the new message's id.
+
+        Raises:
+            SinkError: not delivered after the bounded retries (token redacted).
+        """
+        try:
+            target = int(reply_to)
+        except ValueError:
+            raise SinkError(f"telegram: cannot reply to message {reply_to!r}") from None
+        return await self.send_text(html.escape(text, quote=False), reply_to=target)
+
+    async def send_text(self, text: str, *, reply_to: int | None = None) -> str | None:
+        """Send an already rendered HTML message (at most 4096 characters), optionally as a
+        reply to message ``reply_to``; return its message id (``None`` if Telegram named none).
 
         Raises:
             SinkError: not delivered after the bounded retries (token redacted).
         """
         attempts = 0
 
-        async def attempt(state: Attempt) -> None:
+        async def attempt(state: Attempt) -> str | None:
             nonlocal attempts
             attempts = state.number
-            await self._send_once(text)
+            return await self._send_once(text, reply_to)
 
         try:
-            await retry_call(
+            sent: str | None = await retry_call(
                 attempt,
                 on=_TryAgain,
                 policy=self._retry,
@@ -157,21 +172,25 @@ class TelegramBotSink:
             )
         except _TryAgain as exc:
             raise SinkError(f"telegram: not delivered after {attempts} attempt(s): {exc}") from None
+        return sent
 
-    async def _send_once(self, text: str) -> None:
-        """One ``sendMessage``.
+    async def _send_once(self, text: str, reply_to: int | None) -> str | None:
+        """One ``sendMessage``; the sent message's id.
 
         Raises:
             _TryAgain: worth another attempt (429, 5xx, unreadable answer, network, migration).
             SinkError: another attempt cannot help.
         """
         chat_id = self._chat_id
-        payload = {
+        payload: dict[str, Any] = {
             "chat_id": chat_id,
             "text": text,
             "parse_mode": "HTML",
             "link_preview_options": {"is_disabled": True},
         }
+        if reply_to is not None:
+            payload["reply_to_message_id"] = reply_to
+            payload["allow_sending_without_reply"] = True
         response = await self._http.request(
             "POST",
             f"/bot{self._token}/sendMessage",
@@ -182,10 +201,13 @@ class TelegramBotSink:
         )
         doc = _json_object(response)
         if doc is not None and doc.get("ok") is True:
-            return
+            result = doc.get("result")
+            message_id = result.get("message_id") if isinstance(result, dict) else None
+            ok_id = isinstance(message_id, int) and not isinstance(message_id, bool)
+            return str(message_id) if ok_id else None
         self._judge(response.status, doc)
 
-    def _judge(self, status: int, doc: dict[str, Any] | None) -> None:
+    def _judge(self, status: int, doc: dict[str, Any] | None) -> NoReturn:
         """Raise what a failed answer means: :class:`_TryAgain` or a final :class:`SinkError`."""
         description = self.redact(str((doc or {}).get("description") or ""))[:300]
         params = (doc or {}).get("parameters")

@@ -66,6 +66,17 @@ def alert_claim(token: str) -> str:
     return f"alert:{token}"
 
 
+def followup_claim(token: str, alert_at: float, checkpoint: int) -> str:
+    """Claim name: the follow-up reply of the alert of ``token`` at ``alert_at`` (unix s) for
+    ``checkpoint`` (seconds after it) was sent."""
+    return f"followup:{token}:{int(alert_at)}:{checkpoint}"
+
+
+def followup_claims_of(token: str) -> str:
+    """Glob over every :func:`followup_claim` of one token (the demo's reset)."""
+    return claim(f"followup:{token}:*")
+
+
 def chat_cursor(chat_id: int) -> str:
     """Cursor name: the last message id of ``chat_id`` that the pipeline finished."""
     return f"msg:{chat_id}"

@@ -114,6 +114,9 @@ class FakePool:
         base: the base token's address.
         quote: the quote token's address.
         candles: 1-minute candles per token address, priced in USD for that token.
+        five_minute: recorded 5-minute candles per token address, served for ``aggregate=5``
+            where no 1-minute candle of theirs is held (recordings keep 5-minute candles only
+            where 1-minute ones are not needed).
         dex: the dex id (``pumpswap``, ``raydium``...).
         reserve_usd: liquidity, for the pools lookup.
         volume_h24: 24 h volume, for the pools lookup.
@@ -125,6 +128,7 @@ class FakePool:
     base: str
     quote: str
     candles: dict[str, tuple[Candle, ...]] = attrs.field(factory=dict)
+    five_minute: dict[str, tuple[Candle, ...]] = attrs.field(factory=dict)
     dex: str = "pumpswap"
     reserve_usd: float = 50_000.0
     volume_h24: float = 120_000.0
@@ -203,9 +207,11 @@ class FakeGeckoTerminal:
         quote: str = WSOL,
         candles: Iterable[Candle] = (),
         quote_candles: Iterable[Candle] = (),
+        five_minute_candles: Iterable[Candle] = (),
         **kwargs: Any,
     ) -> FakePool:
-        """Serve a pool; ``candles`` price ``base``, ``quote_candles`` price ``quote`` (1-min).
+        """Serve a pool; ``candles`` price ``base``, ``quote_candles`` price ``quote`` (1-min);
+        ``five_minute_candles`` are recorded 5-minute candles of ``base``.
 
         A quote-side pool of a mint is ``add_pool(pool, base=OTHER, quote=MINT,
         quote_candles=...)``: only ``token=<mint>`` (or ``quote``) gets the mint's prices.
@@ -213,6 +219,7 @@ class FakeGeckoTerminal:
         pool = FakePool(address, base, quote, **kwargs)
         pool.candles[base] = candle_series(candles)
         pool.candles[quote] = candle_series(quote_candles)
+        pool.five_minute[base] = candle_series(five_minute_candles)
         self.pools[address] = pool
         return pool
 
@@ -404,7 +411,13 @@ class FakeGeckoTerminal:
         other = pool.quote if side == pool.base else pool.base
         seconds = {"minute": 60, "hour": 3600, "day": 86_400}[timeframe] * agg
         visible = [c for c in pool.candles.get(side, ()) if c.ts <= now]
-        rows = [c for c in aggregate(visible, seconds) if before is None or c.ts < before]
+        built = aggregate(visible, seconds)
+        recorded = pool.five_minute.get(side, ()) if seconds == 300 else ()
+        if recorded:
+            held = {c.ts for c in built}
+            extra = [c for c in recorded if c.ts <= now and c.ts not in held]
+            built = candle_series([*extra, *built])
+        rows = [c for c in built if before is None or c.ts < before]
         rows = rows[-limit:]
         return 200, ohlcv_body(self._ordered(rows), base=side, quote=other)
 

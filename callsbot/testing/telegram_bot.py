@@ -1,4 +1,4 @@
-"""A local Telegram Bot API (aiohttp.web): ``POST /bot<token>/sendMessage``.
+"""A local Telegram Bot API (aiohttp.web): ``POST /bot<token>/sendMessage``, replies included.
 
 It answers like the real API: ``{"ok":true,"result":Message}`` or
 ``{"ok":false,"error_code":N,"description":...,"parameters":{...}}``, and it checks what the
@@ -106,7 +106,11 @@ def _error(status: int, description: str) -> web.Response:
 
 
 class FakeTelegramBot:
-    """The fake Bot API; delivered messages land in :attr:`sent`."""
+    """The fake Bot API; delivered messages land in :attr:`sent` (message id = position + 1).
+
+    A reply (``reply_to_message_id``) must name a message sent before, unless it says
+    ``allow_sending_without_reply``; :meth:`replies_to` lists the replies to one message.
+    """
 
     def __init__(self, token: str = FAKE_TOKEN, chat_id: str = CHAT_ID) -> None:
         self.token = token
@@ -130,6 +134,10 @@ class FakeTelegramBot:
 
     async def close(self) -> None:
         await self._server.close()
+
+    def replies_to(self, message_id: int) -> list[dict[str, Any]]:
+        """The messages sent as replies to ``message_id``, in order."""
+        return [m for m in self.sent if m.get("reply_to_message_id") == message_id]
 
     async def _send_message(self, request: web.Request) -> web.Response:
         self.calls += 1
@@ -155,6 +163,11 @@ class FakeTelegramBot:
                 return _error(400, f"Bad Request: can't parse entities: {exc}")
         if len(visible.encode("utf-16-le")) // 2 > 4096:
             return _error(400, "Bad Request: message is too long")
+        reply_to = body.get("reply_to_message_id")
+        if reply_to is not None:
+            known = isinstance(reply_to, int) and 1 <= reply_to <= len(self.sent)
+            if not known and not body.get("allow_sending_without_reply"):
+                return _error(400, "Bad Request: message to be replied not found")
         self.sent.append({**body, "visible": visible})
         for listener in self.listeners:
             listener(body)

@@ -319,3 +319,32 @@ async def test_rate_limit_is_per_chat(bot: FakeTelegramBot) -> None:
 def test_settings_repr_hides_the_token() -> None:
     assert FAKE_TOKEN not in repr(TgBotSettings(token=FAKE_TOKEN))
     assert attrs.fields(TgBotSettings).token.metadata["secret"]
+
+
+# -- message ids and replies (alert follow-ups) ----------------------------------------------
+
+
+async def test_send_returns_the_message_id_and_reply_answers_it(bot: FakeTelegramBot) -> None:
+    sink = sink_for(bot.url)
+    try:
+        first = await sink.send(make_alert())
+        second = await sink.send(make_alert(name="Other"))
+        reply = await sink.reply("📈 +1h 1.42× · peak <2.31×> & more", reply_to=first or "")
+    finally:
+        await sink.aclose()
+    assert (first, second, reply) == ("1", "2", "3")
+    (sent,) = bot.replies_to(1)
+    assert sent["reply_to_message_id"] == 1
+    assert sent["allow_sending_without_reply"] is True
+    assert sent["visible"] == "📈 +1h 1.42× · peak <2.31×> & more"  # escaped, shown as written
+
+
+async def test_a_reply_to_a_deleted_alert_is_still_sent(bot: FakeTelegramBot) -> None:
+    sink = sink_for(bot.url)
+    try:
+        assert await sink.reply("📉 +24h 0.50×", reply_to="77") == "1"
+        with pytest.raises(SinkError, match="cannot reply"):
+            await sink.reply("x", reply_to="not-a-message-id")
+    finally:
+        await sink.aclose()
+    assert bot.replies_to(77)[0]["visible"] == "📉 +24h 0.50×"
