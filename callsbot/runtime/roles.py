@@ -56,6 +56,7 @@ from callsbot.market.gate import open_market
 from callsbot.market.models import MarketData
 from callsbot.market.prices import GeckoTerminalClient
 from callsbot.metrics import Metrics
+from callsbot.outcomes.labels import HistoryLabels
 from callsbot.outcomes.ledger import OutcomeLedger
 from callsbot.outcomes.report import EventKind, build_report
 from callsbot.outcomes.tracker import OutcomeTracker, Replier
@@ -335,12 +336,15 @@ async def open_recorder(
 
 @contextlib.asynccontextmanager
 async def open_mention_log(parts: Parts) -> AsyncIterator[MentionLog | None]:
-    """The history as the reputation job's mention log, in weighted mode with a history."""
+    """The history as the reputation job's mention log (and, unless given, the tracker's
+    outcomes as its labels), in weighted mode with a history."""
     if parts.settings.consensus.mode != "weighted" or not parts.settings.history.enabled:
         yield parts.mention_log
         return
     history = open_history(parts.settings.history)
     try:
+        if parts.labels is None:
+            parts.labels = HistoryLabels(history)
         yield HistoryMentionLog(history)
     finally:
         await history.aclose()
