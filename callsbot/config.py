@@ -164,6 +164,10 @@ class TelegramSettings:
     spool_path: str = setting("callsbot-spool.jsonl")
     catch_up: bool = setting(True)
     seen_ttl_seconds: int = setting(7200, validator=positive)
+    #: Longest FloodWait sat out inside one call; a longer one postpones that group's catch-up.
+    flood_wait_max_seconds: float = setting(120.0, validator=non_negative)
+    #: A group silent this long while connected is reported (metric, /readyz); 0: never.
+    stale_after_seconds: float = setting(21600.0, validator=non_negative)
 
 
 @attrs.frozen

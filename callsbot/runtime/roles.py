@@ -408,7 +408,7 @@ async def telegram_gateway(
         return
     from callsbot.sources.telethon_client import connected_gateway
 
-    async with connected_gateway(settings) as real:
+    async with connected_gateway(settings, clock=clock) as real:
         yield real
 
 
