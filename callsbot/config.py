@@ -237,6 +237,8 @@ class CieloSettings:
     new_trades: bool | None = setting(None)
     max_pages: int = setting(3, validator=positive)
     seen_ttl_seconds: int = setting(86400, validator=positive)
+    # A tx is leased while its buy is handled; a scorer that dies meanwhile lets it go after (s).
+    claim_lease_seconds: float = setting(120.0, validator=positive)
     timeout_seconds: float = setting(15.0, validator=positive)
     max_attempts: int = setting(3, validator=positive)
     # Time budget for the retries of one request (5xx, timeouts), seconds.
@@ -265,6 +267,9 @@ class CieloSettings:
 class ScoringSettings:
     alert_threshold: float = setting(7.0)
     cooldown_seconds: int = setting(3600, validator=positive)
+    # An alert being sent is leased this long (renewed while the send lasts); the cooldown only
+    # starts once a sink took it, so a scorer that dies mid-send is retried after the lease (s).
+    alert_lease_seconds: float = setting(30.0, validator=positive)
     watch_tick_seconds: float = setting(30.0, validator=positive)
     # Base-score rules (docs/scoring.md); every threshold of every rule is here.
     base_points: float = setting(2.0)

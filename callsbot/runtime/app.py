@@ -50,13 +50,14 @@ async def run(
                 log.warning("store not reachable at start (%s); continuing, it is retried", exc)
             log.info("callsbot starting: roles=%s store=%s", ",".join(names), safe_url(settings))
             services: list[Service] = [parts.events, roles.build_store_probe(parts)]
+            history = await stack.enter_async_context(roles.open_history_store(settings))
             for name in names:
                 services += await stack.enter_async_context(
-                    roles.role_services(parts, name, stop=stop, replay=replay)
+                    roles.role_services(parts, name, stop=stop, replay=replay, history=history)
                 )
             if role != "all":
                 services += roles.build_bridge(parts, role)
-            recorder = await stack.enter_async_context(roles.open_recorder(parts))
+            recorder = await stack.enter_async_context(roles.open_recorder(parts, history=history))
             if recorder is not None:
                 services.append(recorder)
             if settings.web.enabled:
