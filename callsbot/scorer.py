@@ -171,6 +171,9 @@ class Scorer:
         self._unsaved: dict[tuple[str, str], str | None] = {}
         self._restored_rows = False
         self._learned_alerts = history is None
+        # Tokens this process is sending right now: its own lease would let it in twice (the
+        # WebSocket path scores concurrently with the loop).
+        self._sending: set[str] = set()
         self._next_poll_delay = settings.cielo.poll_seconds
         self._last_poll_at: float | None = None
         # In websocket mode the Cielo WebSocket service hands buys to handle_buys (and polls only
@@ -666,6 +669,8 @@ class Scorer:
         # back, before the write-back got there.
         if self._cooling(key):
             return "cooldown"
+        if token in self._sending:
+            return "alert_busy"
         await self._write_back()
         try:
             if not await self._store.lease(lease, self._owner, self._scoring.alert_lease_seconds):
@@ -715,14 +720,16 @@ class Scorer:
             else:
                 log.info("scorer: %s is being sent by another scorer; retrying", alert.token)
             return busy
+        self._sending.add(alert.token)
         renew = asyncio.create_task(self._renew(alert.token), name="scorer-alert-lease")
         try:
             delivered = await asyncio.gather(*(self._deliver(s, alert) for s in self._sinks))
+            sent = not self._sinks or any(delivered)
+            await self._settle(alert.token, delivered=sent)
         finally:
             renew.cancel()
             await asyncio.gather(renew, return_exceptions=True)
-        sent = not self._sinks or any(delivered)
-        await self._settle(alert.token, delivered=sent)
+            self._sending.discard(alert.token)
         if not sent:
             return "alert_failed"
         if self._events is not None:

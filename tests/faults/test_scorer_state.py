@@ -5,6 +5,7 @@ data from a fixed table; time is a FakeClock."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -196,3 +197,40 @@ async def test_a_send_lease_left_by_a_dead_scorer_only_delays_the_alert(
     assert sent(bot, TOKEN) == 1
     assert await store.is_claimed(keys.alert_claim(TOKEN))  # the cooldown, from the delivery
     assert not await store.is_claimed(keys.alert_lease(TOKEN))
+
+
+async def test_one_process_scoring_a_token_twice_at_once_sends_it_once(
+    cielo: FakeCielo, bot: FakeTelegramBot, clock: FakeClock, metrics: Metrics, tmp_path: Path
+) -> None:
+    """The WebSocket path scores buys concurrently with the loop: the process's own lease must
+    not let it in twice."""
+    store = MemoryStore(window=3600, clock=clock)
+    await beat(store)
+    await call(store, TOKEN, "@a", "@b", "@c")
+    rig = make_rig(cielo, bot, store, clock, metrics, tmp_path)
+    first, second = (
+        Buy(
+            f"tx{i}",
+            "w",
+            None,
+            TOKEN,
+            "MDOG",
+            "Moon Dog",
+            2500.0,
+            clock.time(),
+            "",
+            "solana",
+            False,
+        )
+        for i in (1, 2)
+    )
+    results = await asyncio.gather(
+        rig.scorer.handle_buys([first], path="websocket"),
+        rig.scorer.handle_buys([second], path="websocket"),
+    )
+    await rig.close()
+    assert sorted(r.outcome for batch in results for r in batch) in (
+        ["alert_busy", "alerted"],
+        ["alerted", "cooldown"],
+    )
+    assert sent(bot, TOKEN) == 1
