@@ -671,6 +671,8 @@ class Scorer:
             return "cooldown"
         if token in self._sending:
             return "alert_busy"
+        if await self._alerted_elsewhere(token):
+            return "cooldown"
         await self._write_back()
         try:
             if not await self._store.lease(lease, self._owner, self._scoring.alert_lease_seconds):
@@ -684,6 +686,35 @@ class Scorer:
             self._metrics.store_errors.labels(op="claim").inc()
             log.warning("scorer: alert claim failed, using a local cooldown: %s", exc)
         return None
+
+    async def _alerted_elsewhere(self, token: str) -> bool:
+        """Whether the history has an alert of ``token`` within the cooldown (any scorer's).
+
+        Asked before every send: a store that lost its claims (a Redis restart without
+        persistence) or missed them (an outage) must not make this scorer repeat an alert that
+        another scorer sent. A history that cannot answer in time does not hold the alert up.
+        """
+        if self._history is None:
+            return False
+        now = self._clock.time()
+        cooldown = self._scoring.cooldown_seconds
+        latest: float | None = None
+        try:
+            async with asyncio.timeout(self._settings.history.connect_timeout):
+                async for event in self._history.events(
+                    since=now - cooldown, kinds=[AlertSent.kind], token=token
+                ):
+                    latest = event.at if latest is None else max(latest, event.at)
+        except (HistoryUnavailable, TimeoutError) as exc:
+            log.info("scorer: the history cannot tell whether %s was alerted: %s", token, exc)
+            return False
+        if latest is None:
+            return False
+        key = keys.alert_claim(token)
+        self._cooldowns[key] = self._unsynced[key] = latest + cooldown
+        await self._write_back()
+        log.info("scorer: %s was alerted %.0fs ago (the history says)", token, now - latest)
+        return True
 
     async def _renew(self, token: str) -> None:
         """Keep the send lease alive while the sinks take their time."""

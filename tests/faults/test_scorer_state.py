@@ -234,3 +234,40 @@ async def test_one_process_scoring_a_token_twice_at_once_sends_it_once(
         ["alerted", "cooldown"],
     )
     assert sent(bot, TOKEN) == 1
+
+
+async def test_a_running_scorer_asks_the_history_before_sending_what_the_store_forgot(
+    cielo: FakeCielo, bot: FakeTelegramBot, clock: FakeClock, metrics: Metrics, tmp_path: Path
+) -> None:
+    """Another scorer alerted the token; then the store lost its claims (a Redis restart without
+    persistence). This scorer, running all along, never heard of that alert."""
+    history = SQLHistory(f"sqlite:///{tmp_path / 'history.sqlite3'}")
+    await history.upgrade()
+    store = MemoryStore(window=3600, clock=clock)
+    rig = make_rig(cielo, bot, store, clock, metrics, tmp_path)
+    parts = make_parts(
+        rig.scorer._settings, clock=clock, metrics=metrics, store=store, market=rig.market
+    )
+    scorer = build_scorer(parts, feed=build_feed(parts), sinks=rig.sinks, history=history)
+    await scorer.restore()  # nothing to learn yet
+    bought = Buy(
+        "tx0", "w", None, TOKEN, "MDOG", "Moon Dog", 9000.0, clock.time(), "", "solana", False
+    )
+    cons = consensus(None, heartbeat_age=None, settings=ConsensusSettings())
+    card = score(bought, snapshot(), cons, settings=ScoringSettings(), now=clock.time())
+    await history.record(
+        [
+            AlertSent(
+                at=clock.time(), alert=Alert(bought, snapshot(), card, clock.time()), deliveries=()
+            )
+        ]
+    )
+    clock.advance(60)
+    cielo.serve([swap("again", TOKEN, usd=9000, label="Whale")])
+    [again] = await scorer.poll_once()
+    await scorer.aclose()
+    await rig.close()
+    await history.aclose()
+    assert again.outcome == "cooldown"
+    assert bot.sent == []
+    assert await store.is_claimed(keys.alert_claim(TOKEN))  # and the store knows it again
