@@ -18,7 +18,7 @@ from callsbot.config import AlertsSettings, CieloSettings, ScoringSettings, Sett
 from callsbot.errors import StoreError
 from callsbot.events import MentionRecorded
 from callsbot.metrics import Metrics
-from callsbot.models import MarketSnapshot, MessageRef, Reason, Status, Verdict
+from callsbot.models import Buy, MarketSnapshot, MessageRef, Reason, Status, Verdict
 from callsbot.net.retry import RetryPolicy
 from callsbot.runtime.roles import build_feed, build_scorer, build_sinks, make_parts
 from callsbot.scorer import Scorer
@@ -938,3 +938,42 @@ async def test_an_alert_sent_while_the_store_was_away_is_not_repeated_when_it_is
     await rig.close()
     assert (during.outcome, after.outcome) == ("alerted", "cooldown")
     assert len(bot.sent) == 1
+
+
+async def test_one_process_scoring_a_token_twice_at_once_sends_it_once(
+    cielo: FakeCielo, bot: FakeTelegramBot, clock: FakeClock, metrics: Metrics, tmp_path: Path
+) -> None:
+    """The WebSocket path scores buys concurrently with the loop: the process's own lease must
+    not let it in twice."""
+    store = MemoryStore(window=3600, clock=clock)
+    await beat(store)
+    await call(store, TOKEN, "@a", "@b", "@c")
+    rig = make_rig(cielo, bot, store, clock, metrics, tmp_path)
+    first, second = a_buy(clock, tx="tx1"), a_buy(clock, tx="tx2")
+    results = await asyncio.gather(
+        rig.scorer.handle_buys([first], path="websocket"),
+        rig.scorer.handle_buys([second], path="websocket"),
+    )
+    await rig.close()
+    assert sorted(r.outcome for batch in results for r in batch) in (
+        ["alert_busy", "alerted"],
+        ["alerted", "cooldown"],
+    )
+    assert len([m for m in bot.sent if TOKEN in m["visible"]]) == 1
+
+
+def a_buy(clock: FakeClock, *, tx: str = "tx0", usd: float = 2500.0) -> Buy:
+    """A buy of TOKEN now (what the feed hands the scorer)."""
+    return Buy(
+        tx_hash=tx,
+        wallet="w",
+        wallet_label=None,
+        token=TOKEN,
+        symbol="MDOG",
+        name="Moon Dog",
+        usd=usd,
+        ts=clock.time(),
+        dex="",
+        chain="solana",
+        first_interaction=False,
+    )

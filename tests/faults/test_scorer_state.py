@@ -5,7 +5,6 @@ data from a fixed table; time is a FakeClock."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from callsbot.config import ConsensusSettings, ScoringSettings
 from callsbot.events import AlertSent
 from callsbot.history.sql import SQLHistory
 from callsbot.metrics import Metrics
-from callsbot.models import Buy
 from callsbot.runtime.roles import build_feed, build_scorer, make_parts
 from callsbot.scoring import consensus, score
 from callsbot.store import keys
@@ -30,6 +28,7 @@ from tests.test_scorer import (
     FixedMarket,
     FlakyStore,
     Rig,
+    a_buy,
     beat,
     call,
     make_rig,
@@ -147,9 +146,7 @@ async def test_a_restarted_scorer_learns_the_recent_alerts_from_the_history(
 ) -> None:
     history = SQLHistory(f"sqlite:///{tmp_path / 'history.sqlite3'}")
     await history.upgrade()
-    bought = Buy(
-        "tx0", "w", None, TOKEN, "MDOG", "Moon Dog", 9000.0, clock.time(), "", "solana", False
-    )
+    bought = a_buy(clock, usd=9000.0)
     cons = consensus(None, heartbeat_age=None, settings=ConsensusSettings())
     card = score(bought, snapshot(), cons, settings=ScoringSettings(), now=clock.time())
     alert = Alert(bought, snapshot(), card, clock.time() - 600)
@@ -199,43 +196,6 @@ async def test_a_send_lease_left_by_a_dead_scorer_only_delays_the_alert(
     assert not await store.is_claimed(keys.alert_lease(TOKEN))
 
 
-async def test_one_process_scoring_a_token_twice_at_once_sends_it_once(
-    cielo: FakeCielo, bot: FakeTelegramBot, clock: FakeClock, metrics: Metrics, tmp_path: Path
-) -> None:
-    """The WebSocket path scores buys concurrently with the loop: the process's own lease must
-    not let it in twice."""
-    store = MemoryStore(window=3600, clock=clock)
-    await beat(store)
-    await call(store, TOKEN, "@a", "@b", "@c")
-    rig = make_rig(cielo, bot, store, clock, metrics, tmp_path)
-    first, second = (
-        Buy(
-            f"tx{i}",
-            "w",
-            None,
-            TOKEN,
-            "MDOG",
-            "Moon Dog",
-            2500.0,
-            clock.time(),
-            "",
-            "solana",
-            False,
-        )
-        for i in (1, 2)
-    )
-    results = await asyncio.gather(
-        rig.scorer.handle_buys([first], path="websocket"),
-        rig.scorer.handle_buys([second], path="websocket"),
-    )
-    await rig.close()
-    assert sorted(r.outcome for batch in results for r in batch) in (
-        ["alert_busy", "alerted"],
-        ["alerted", "cooldown"],
-    )
-    assert sent(bot, TOKEN) == 1
-
-
 async def test_a_running_scorer_asks_the_history_before_sending_what_the_store_forgot(
     cielo: FakeCielo, bot: FakeTelegramBot, clock: FakeClock, metrics: Metrics, tmp_path: Path
 ) -> None:
@@ -250,9 +210,7 @@ async def test_a_running_scorer_asks_the_history_before_sending_what_the_store_f
     )
     scorer = build_scorer(parts, feed=build_feed(parts), sinks=rig.sinks, history=history)
     await scorer.restore()  # nothing to learn yet
-    bought = Buy(
-        "tx0", "w", None, TOKEN, "MDOG", "Moon Dog", 9000.0, clock.time(), "", "solana", False
-    )
+    bought = a_buy(clock, usd=9000.0)
     cons = consensus(None, heartbeat_age=None, settings=ConsensusSettings())
     card = score(bought, snapshot(), cons, settings=ScoringSettings(), now=clock.time())
     await history.record(
