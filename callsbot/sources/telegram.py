@@ -472,6 +472,8 @@ class TelegramListener:
         self._watch_silence(connected)
 
     def _catch_ups_due(self) -> list[ResolvedGroup]:
+        if not self._tg.catch_up:
+            return []
         now = self._clock.time()
         due = {c for c, at in self._retry_at.items() if at <= now}
         rereads = self._intake.take_rereads() - due
