@@ -740,6 +740,9 @@ class _NoFeed:
     async def poll(self) -> PollResult:
         return PollResult()
 
+    async def handled(self, buys: Sequence[Buy]) -> None:
+        return None
+
 
 class _Market:
     async def verdicts(self, tokens: Sequence[str], *, chain: str = "solana") -> dict[str, Verdict]:

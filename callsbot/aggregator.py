@@ -7,7 +7,9 @@ queue: a Telegram handler never waits on HTTP or Redis, and a full queue makes t
 
 Nothing is lost to a bad moment: a market-data outage defers the candidate and asks again later,
 a store outage keeps the mention (with its original timestamp) in a bounded buffer that is
-written when the store is back.
+written when the store is back. Nothing is lost to a crash either: the catch-up cursor of a chat
+never passes a message that is not finished (queued, being processed, deferred, buffered, or
+dropped by a full buffer), so the catch-up after any restart reads it again (:class:`CursorBook`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,122 @@ Sleep = Callable[[float], Awaitable[None]]
 #: Seconds between attempts to drain the store-down buffer and the deferred candidates.
 _RETRY_MIN = 1.0
 _RETRY_MAX = 5.0
+
+#: Sources whose messages move a chat's catch-up cursor (edits, backfill and replays do not).
+CURSOR_SOURCES = frozenset({"live", "catch_up"})
+
+
+@attrs.define
+class _Chat:
+    held: collections.Counter[int] = attrs.field(factory=collections.Counter)
+    done: int = 0  # the highest message id finished
+    written: int = 0  # the cursor value last written to the store
+    # Messages whose mentions were dropped (a full buffer): id -> (message date, generation).
+    lost: dict[int, tuple[int, int]] = attrs.field(factory=dict)
+    # Its history past the cursor is not read yet; the lost marks the reading should settle.
+    behind: bool = False
+    marks: dict[int, int] = attrs.field(factory=dict)
+
+
+class CursorBook:
+    """Where each chat's catch-up cursor may stand: below every message not finished.
+
+    A message is *held* from the moment it is queued until each of its mentions is recorded,
+    rejected, or written after waiting (for market data, for the store); a message whose
+    mention was dropped (the buffer was full) is *lost* until it has been read again; a chat
+    whose history past its cursor is not read yet (at start, after a reconnect, while a
+    FloodWait postpones its catch-up) is *behind*. The cursor of a chat is the highest finished
+    message id below every held or lost one, and does not move while the chat is behind, so the
+    catch-up after a crash reads again everything that was not finished, and the per-message
+    claims skip what was.
+    """
+
+    def __init__(self) -> None:
+        self._chats: dict[int, _Chat] = {}
+        self._generation = 0
+
+    def _chat(self, chat_id: int) -> _Chat:
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            chat = self._chats[chat_id] = _Chat()
+        return chat
+
+    def hold(self, chat_id: int, message_id: int) -> None:
+        """One more thing of this message is unfinished."""
+        self._chat(chat_id).held[message_id] += 1
+
+    def release(self, chat_id: int, message_id: int) -> None:
+        """One thing of this message is finished (a no-op for a message never held)."""
+        held = self._chat(chat_id).held
+        if held[message_id] <= 1:
+            held.pop(message_id, None)
+        else:
+            held[message_id] -= 1
+
+    def finished(self, chat_id: int, message_id: int) -> None:
+        """The pipeline went through this message (what it left waiting is held separately)."""
+        chat = self._chat(chat_id)
+        chat.done = max(chat.done, message_id)
+
+    def lose(self, chat_id: int, message_id: int, ts: int) -> None:
+        """A mention of this message was dropped: the message must be read again."""
+        self._generation += 1
+        self._chat(chat_id).lost[message_id] = (ts, self._generation)
+
+    def found(self, chat_id: int, message_id: int) -> None:
+        """A lost message was queued again (it is held from now on)."""
+        self._chat(chat_id).lost.pop(message_id, None)
+
+    def behind(self, chat_id: int) -> None:
+        """The chat's history past its cursor is to be read: hold the cursor until
+        :meth:`caught_up`. The messages lost so far are expected back from that reading."""
+        chat = self._chat(chat_id)
+        chat.behind = True
+        chat.marks.update({mid: gen for mid, (_, gen) in chat.lost.items()})
+
+    def caught_up(self, chat_id: int) -> int:
+        """A catch-up read the chat's history and queued what it missed: the cursor may move
+        again. Lost messages that it did not find (deleted since) are given up; how many."""
+        chat = self._chat(chat_id)
+        gone = [mid for mid, gen in chat.marks.items() if chat.lost.get(mid, (0, -1))[1] == gen]
+        for mid in gone:
+            del chat.lost[mid]
+        chat.behind = False
+        chat.marks = {}
+        return len(gone)
+
+    def expire(self, cutoff: int) -> int:
+        """Forget lost messages dated at or before ``cutoff`` (they no longer count)."""
+        expired = 0
+        for chat in self._chats.values():
+            old = [mid for mid, (ts, _) in chat.lost.items() if ts <= cutoff]
+            for mid in old:
+                del chat.lost[mid]
+            expired += len(old)
+        return expired
+
+    def lost_chats(self) -> set[int]:
+        """Chats with lost messages."""
+        return {chat_id for chat_id, chat in self._chats.items() if chat.lost}
+
+    def due(self) -> dict[int, int]:
+        """Cursor values to write: chat -> the safe cursor, where it moved past the last write."""
+        out: dict[int, int] = {}
+        for chat_id, chat in self._chats.items():
+            if chat.behind:
+                continue
+            limit = chat.done
+            blocking = [*chat.held, *chat.lost]
+            if blocking:
+                limit = min(limit, min(blocking) - 1)
+            if limit > chat.written:
+                out[chat_id] = limit
+        return out
+
+    def written(self, chat_id: int, value: int) -> None:
+        """The store took ``value`` for the chat's cursor."""
+        chat = self._chat(chat_id)
+        chat.written = max(chat.written, value)
 
 
 @attrs.frozen
@@ -167,7 +285,7 @@ class Aggregator:
         self._buffer: collections.deque[Mention] = collections.deque()
         self._deferred: collections.deque[Candidate] = collections.deque()
         self._retrying: list[Candidate] = []
-        self._cursors: dict[int, int] = {}
+        self._book = CursorBook()
         self._in_flight: set[IncomingMessage] = set()
         self._flushing = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -184,10 +302,59 @@ class Aggregator:
     # -- intake --------------------------------------------------------------------------------
 
     async def submit(self, message: IncomingMessage) -> None:
-        """Queue a message for the workers; waits while the queue is full (back-pressure)."""
+        """Queue a message for the workers; waits while the queue is full (back-pressure).
+
+        From here on the message holds its chat's catch-up cursor until it is finished.
+        """
         self._metrics.messages_seen.labels(message.source).inc()
-        await self._queue.put(message)
+        self._hold(message)
+        if message.source in CURSOR_SOURCES:
+            self._book.found(message.chat_id, message.message_id)
+        try:
+            await self._queue.put(message)
+        except BaseException:
+            self._release(message)
+            raise
         self._metrics.queue_depth.set(self._queue.qsize())
+
+    def _hold(self, message: IncomingMessage) -> None:
+        if message.source in CURSOR_SOURCES:
+            self._book.hold(message.chat_id, message.message_id)
+
+    def _release(self, message: IncomingMessage) -> None:
+        if message.source in CURSOR_SOURCES:
+            self._book.release(message.chat_id, message.message_id)
+
+    def _lose(self, message: IncomingMessage) -> None:
+        if message.source in CURSOR_SOURCES:
+            self._book.lose(message.chat_id, message.message_id, message.ts)
+
+    def behind(self, chat_id: int) -> None:
+        """The chat's history past its cursor is about to be read (start, reconnect, a read
+        again): its cursor stays put until :meth:`caught_up`, whatever live messages finish
+        meanwhile."""
+        self._book.behind(chat_id)
+
+    def caught_up(self, chat_id: int) -> None:
+        """A catch-up of the chat queued every message it missed."""
+        gone = self._book.caught_up(chat_id)
+        if gone:
+            log.warning(
+                "%d messages of chat %d whose mentions were dropped are no longer in its "
+                "history; given up",
+                gone,
+                chat_id,
+            )
+
+    def take_rereads(self) -> set[int]:
+        """Chats to read again now: messages of theirs were dropped, and there is room again.
+
+        Nothing while the buffer or the deferred list still holds anything: a message read
+        again now would only be dropped again.
+        """
+        if self._buffer or self._deferred or self._retrying:
+            return set()
+        return self._book.lost_chats()
 
     @property
     def backlog(self) -> int:
@@ -246,9 +413,15 @@ class Aggregator:
         lines = [json.dumps({"message": message_to_json(m)}) for m in messages]
         lines += [json.dumps({"mention": _mention_json(m)}) for m in self._buffer]
         lines += [json.dumps({"candidate": _candidate_json(c)}) for c in deferred]
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Written whole or not at all: a crash mid-write must not leave half a spool that the
+        # next start would take for all of it.
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
         log.warning(
             "stopped with %d messages unprocessed, %d mentions waiting for the store and %d for "
             "market data; saved to %s for the next start",
@@ -268,11 +441,17 @@ class Aggregator:
             try:
                 entry = json.loads(line)
                 if "message" in entry:
-                    messages.append(message_from_json(entry["message"]))
+                    message = message_from_json(entry["message"])
+                    messages.append(message)
                 elif "mention" in entry:
-                    self._buffer.append(_mention_from_json(entry["mention"]))
+                    mention = _mention_from_json(entry["mention"])
+                    self._buffer.append(mention)
+                    message = mention.message
                 else:
-                    self._deferred.append(_candidate_from_json(entry["candidate"]))
+                    candidate = _candidate_from_json(entry["candidate"])
+                    self._deferred.append(candidate)
+                    message = candidate.message
+                self._hold(message)
             except (ValueError, TypeError, KeyError) as exc:
                 log.error("spool %s: unreadable line skipped (%s): %.120s", path, exc, line)
         path.unlink()
@@ -309,6 +488,7 @@ class Aggregator:
                 log.exception("failed to process message %s/%s", message.group, message.message_id)
                 self._metrics.mentions_rejected.labels("internal_error").inc()
             self._in_flight.discard(message)
+            self._release(message)
             self._queue.task_done()
             self._metrics.queue_depth.set(self._queue.qsize())
 
@@ -355,9 +535,9 @@ class Aggregator:
         for evm in found.evm_pairs:
             candidates.append(self._candidate(message, "evm_pair", evm.address, evm.chain or ""))
         results += await self._handle(candidates)
-        if message.source in ("live", "catch_up"):
-            seen = self._cursors.get(message.chat_id, 0)
-            self._cursors[message.chat_id] = max(seen, message.message_id)
+        if message.source in CURSOR_SOURCES:
+            # What it left waiting (deferred, buffered) holds the cursor on its own.
+            self._book.finished(message.chat_id, message.message_id)
         self._metrics.pipeline_latency.observe(max(0.0, self._clock.time() - started))
         return results
 
@@ -538,14 +718,16 @@ class Aggregator:
     def _keep(self, mention: Mention, c: Candidate) -> Recorded:
         if len(self._buffer) >= self._tg.buffer_size:
             self._metrics.buffer_overflow.inc()
+            self._lose(mention.message)
             if not self._overflow_logged:
                 log.error(
-                    "STORE BUFFER FULL (%d mentions): new mentions are being LOST until the "
-                    "store is back",
+                    "STORE BUFFER FULL (%d mentions): new mentions are dropped until the "
+                    "store is back; their messages are read again from Telegram then",
                     self._tg.buffer_size,
                 )
                 self._overflow_logged = True
             return self._recorded(c, "rejected:buffer_full", None)
+        self._hold(mention.message)
         self._buffer.append(mention)
         self._metrics.buffer_size.set(len(self._buffer))
         self._wake.set()
@@ -561,6 +743,7 @@ class Aggregator:
                 if outcome == "buffered":
                     break
                 self._buffer.popleft()
+                self._release(mention.message)
                 progressed = True
         self._metrics.buffer_size.set(len(self._buffer))
         if progressed and not self._buffer:
@@ -571,7 +754,9 @@ class Aggregator:
     def _defer(self, c: Candidate) -> Recorded:
         if len(self._deferred) >= self._tg.buffer_size:
             self._metrics.mentions_rejected.labels("deferred_full").inc()
+            self._lose(c.message)
             return self._recorded(c, "rejected:deferred_full", None)
+        self._hold(c.message)
         self._deferred.append(c)
         self._wake.set()
         return self._recorded(c, "deferred", None)
@@ -594,6 +779,9 @@ class Aggregator:
         self._retrying = live
         await self._handle(live)
         self._retrying = []
+        # Released only now: what was deferred again took its own hold meanwhile.
+        for c in batch:
+            self._release(c.message)
         return len(self._deferred) < before
 
     def _reject(self, c: Candidate, reason: str) -> Recorded:
@@ -607,20 +795,22 @@ class Aggregator:
     # -- the catch-up cursors ------------------------------------------------------------------
 
     async def flush_cursors(self) -> None:
-        """Write the last processed message id of each chat (the catch-up cursors).
+        """Write each chat's catch-up cursor where it moved (see :class:`CursorBook`).
 
         Called on the heartbeat, not per message: it keeps a round trip off the hot path, and a
         cursor a few seconds behind only means catch-up re-reads a few messages, which the
         per-message claims then skip.
         """
-        pending, self._cursors = self._cursors, {}
-        for chat_id, message_id in pending.items():
+        expired = self._book.expire(unix_seconds(self._clock) - self._store.window)
+        if expired:
+            log.info("%d dropped messages left the window before they could be read again", expired)
+        for chat_id, message_id in self._book.due().items():
             try:
                 await self._store.advance_cursor(keys.chat_cursor(chat_id), message_id)
             except StoreError:
                 self._metrics.store_errors.labels("cursor").inc()
-                current = self._cursors.get(chat_id, 0)
-                self._cursors[chat_id] = max(current, message_id)
+                continue
+            self._book.written(chat_id, message_id)
 
 
 def _mention_json(m: Mention) -> dict[str, object]:

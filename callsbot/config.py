@@ -297,6 +297,10 @@ class TelegramSettings:
     spool_path: str = setting("callsbot-spool.jsonl")
     catch_up: bool = setting(True)
     seen_ttl_seconds: int = setting(7200, validator=positive(30 * DAY))
+    #: Longest FloodWait sat out inside one call; a longer one postpones that group's catch-up.
+    flood_wait_max_seconds: float = setting(120.0, validator=non_negative(HOUR))
+    #: A group silent this long while connected is reported (metric, /readyz); 0: never.
+    stale_after_seconds: float = setting(21600.0, validator=non_negative(30 * DAY))
 
 
 @attrs.frozen
@@ -392,6 +396,8 @@ class CieloSettings:
     new_trades: bool | None = setting(None)
     max_pages: int = setting(3, validator=positive(1000))
     seen_ttl_seconds: int = setting(86400, validator=positive(30 * DAY))
+    # A tx is leased while its buy is handled; a scorer that dies meanwhile lets it go after (s).
+    claim_lease_seconds: float = setting(120.0, validator=positive(DAY))
     timeout_seconds: float = setting(15.0, validator=positive(5 * MINUTE))
     max_attempts: int = setting(3, validator=positive(100))
     # Time budget for the retries of one request (5xx, timeouts), seconds.
@@ -420,6 +426,9 @@ class CieloSettings:
 class ScoringSettings:
     alert_threshold: float = setting(7.0, validator=between(-POINTS_MAX, POINTS_MAX))
     cooldown_seconds: int = setting(3600, validator=positive(30 * DAY))
+    # An alert being sent is leased this long (renewed while the send lasts); the cooldown only
+    # starts once a sink took it, so a scorer that dies mid-send is retried after the lease (s).
+    alert_lease_seconds: float = setting(30.0, validator=positive(HOUR))
     watch_tick_seconds: float = setting(30.0, validator=positive(DAY))
     react_to_mentions: bool = setting(True)
     # Base-score rules (docs/scoring.md); every threshold of every rule is here.

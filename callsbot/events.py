@@ -112,7 +112,8 @@ class BuyScored(Event):
     Attributes:
         buy: the trade.
         card: the score with every line and the consensus it used.
-        outcome: ``alerted``, ``watching``, ``cooldown``, ``alert_failed``.
+        outcome: ``alerted``, ``watching``, ``cooldown``, ``alert_failed``, ``alert_busy``
+            (another scorer was sending it).
         rescore: ``True`` when a watch-list re-score, not a new buy, produced it.
     """
 

@@ -46,6 +46,10 @@ class Metrics:
     buffer_overflow: Counter
     loop_restarts: Counter
     groups_resolved: Gauge
+    group_message_age: Gauge
+    group_stale: Gauge
+    flood_wait: Gauge
+    flood_waits: Counter
     pipeline_latency: Histogram
     levels_reached: Counter
     events_published: Counter
@@ -138,6 +142,30 @@ class Metrics:
             ),
             groups_resolved=_gauge(
                 r, "callsbot_groups_resolved", "Configured groups by resolution state", "state"
+            ),
+            group_message_age=_gauge(
+                r,
+                "callsbot_group_last_message_age_seconds",
+                "Seconds since the latest message seen from a group (or since listening began)",
+                "group",
+            ),
+            group_stale=_gauge(
+                r,
+                "callsbot_group_stale",
+                "1 while a group has been silent longer than telegram.stale_after_seconds",
+                "group",
+            ),
+            flood_wait=_gauge(
+                r,
+                "callsbot_telegram_flood_wait_seconds",
+                "The FloodWait a group's postponed catch-up waits out (0: none)",
+                "group",
+            ),
+            flood_waits=_counter(
+                r,
+                "callsbot_telegram_flood_waits",
+                "Catch-ups postponed by a FloodWait longer than telegram.flood_wait_max_seconds",
+                "group",
             ),
             pipeline_latency=Histogram(
                 "callsbot_pipeline_seconds",

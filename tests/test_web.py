@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from callsbot.clock import FakeClock
 from callsbot.config import Settings
 from callsbot.metrics import Metrics
-from callsbot.models import IncomingMessage, Verdict
+from callsbot.models import Buy, IncomingMessage, Verdict
 from callsbot.runtime.probes import StoreProbe
 from callsbot.runtime.roles import build_listener, build_pipeline, make_parts
 from callsbot.scorer import Scorer
@@ -111,6 +111,9 @@ class OneShotFeed:
 
     async def poll(self) -> PollResult:
         return PollResult(outcome="ok")
+
+    async def handled(self, buys: Sequence[Buy]) -> None:
+        return None
 
 
 class NoMarket:

@@ -3,7 +3,7 @@ reputation, and the scorer's line, over memory and a real Redis (split processes
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import attrs
 import pytest
@@ -46,6 +46,9 @@ class OneBuy:
     async def poll(self) -> PollResult:
         buys, self.buys = tuple(self.buys), []
         return PollResult(buys=buys)
+
+    async def handled(self, buys: Sequence[Buy]) -> None:
+        return None
 
 
 @pytest.fixture(params=["memory", "redis"])

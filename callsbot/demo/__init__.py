@@ -146,10 +146,11 @@ async def _forget_demo_keys(store: SignalStore, session: dict[str, Any]) -> None
 
     client = store.client
     names = [keys.token(p["baseToken"]["address"]) for p in session["dexscreener"]["pairs"]]
-    names += [
-        keys.claim(keys.alert_claim(p["baseToken"]["address"]))
-        for p in session["dexscreener"]["pairs"]
-    ]
+    tokens = [p["baseToken"]["address"] for p in session["dexscreener"]["pairs"]]
+    names += [keys.claim(keys.alert_claim(t)) for t in tokens]
+    names += [keys.claim(keys.alert_lease(t)) for t in tokens]
+    for table in (keys.PENDING_BUYS, keys.WATCH_LIST) if tokens else ():
+        await client.hdel(keys.table(table), *tokens)
     names += [keys.claim(keys.seen_tx(f["item"]["tx_hash"])) for f in session["cielo"]]
     for pair in session["dexscreener"]["pairs"]:
         pattern = keys.followup_claims_of(pair["baseToken"]["address"])

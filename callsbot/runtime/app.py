@@ -52,9 +52,10 @@ async def run(
             log.info("callsbot starting: roles=%s store=%s", ",".join(names), safe_url(settings))
             parts.mention_log = await stack.enter_async_context(roles.open_mention_log(parts))
             services: list[Service] = [parts.events, roles.build_store_probe(parts)]
+            history = await stack.enter_async_context(roles.open_history_store(settings))
             for name in names:
                 services += await stack.enter_async_context(
-                    roles.role_services(parts, name, stop=stop, replay=replay)
+                    roles.role_services(parts, name, stop=stop, replay=replay, history=history)
                 )
             if role != "all":
                 services += roles.build_bridge(parts, role)

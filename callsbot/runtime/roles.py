@@ -72,7 +72,7 @@ from callsbot.sinks.telegram_bot import TelegramBotSink
 from callsbot.sources.cielo import CieloFeed
 from callsbot.sources.cielo_ws import CieloWebSocket
 from callsbot.sources.telegram import MessageIntake, TelegramGateway, TelegramListener
-from callsbot.store import SignalStore, open_store
+from callsbot.store import SignalStore, keys, open_store
 from callsbot.subscribers import VoteTracker, subscribe_standard
 from callsbot.web import WebContext, WebServer
 
@@ -189,14 +189,15 @@ def build_listener(
     )
 
 
-def build_feed(parts: Parts) -> CieloFeed:
-    """The Cielo feed client (claims each tx in the store)."""
+def build_feed(parts: Parts, *, owner: str | None = None) -> CieloFeed:
+    """The Cielo feed client (leases each tx in the store under ``owner``)."""
     return CieloFeed(
         parts.settings.cielo,
         parts.store,
         clock=parts.clock,
         metrics=parts.metrics,
         sleep=parts.sleep,
+        owner=owner,
     )
 
 
@@ -241,15 +242,19 @@ def build_scorer(
     *,
     feed: FeedSource | None = None,
     sinks: Sequence[AlertSink] | None = None,
+    history: HistoryStore | None = None,
+    owner: str | None = None,
 ) -> Scorer:
-    """The scorer over ``feed`` (default: Cielo) sending to ``sinks`` (default: configured)."""
+    """The scorer over ``feed`` (default: Cielo) sending to ``sinks`` (default: configured);
+    it learns the recent alerts from ``history`` and holds its leases under ``owner``."""
     if parts.market is None:
         raise ValueError("the scorer needs market data")
+    owner = owner if owner is not None else keys.lease_owner("scorer")
     scorer = Scorer(
         parts.settings,
         parts.store,
         parts.market,
-        feed if feed is not None else build_feed(parts),
+        feed if feed is not None else build_feed(parts, owner=owner),
         sinks
         if sinks is not None
         else build_sinks(parts.settings, clock=parts.clock, sleep=parts.sleep),
@@ -257,6 +262,8 @@ def build_scorer(
         metrics=parts.metrics,
         events=parts.events,
         sleep=parts.sleep,
+        history=history,
+        owner=owner,
     )
     if parts.settings.scoring.react_to_mentions:
         parts.events.subscribe(
@@ -306,6 +313,21 @@ def build_bridge(parts: Parts, role: str) -> list[Service]:
         kinds=kinds,
     )
     return [publisher, reader]
+
+
+@contextlib.asynccontextmanager
+async def open_history_store(settings: Settings) -> AsyncIterator[HistoryStore | None]:
+    """The configured history database (``None`` when ``[history]`` is off), closed on exit.
+
+    One per process: the recorder writes through it, the scorer reads the recent alerts."""
+    if not settings.history.enabled:
+        yield None
+        return
+    store = open_history(settings.history)
+    try:
+        yield store
+    finally:
+        await store.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -570,15 +592,21 @@ async def telegram_gateway(
         return
     from callsbot.sources.telethon_client import connected_gateway
 
-    async with connected_gateway(settings) as real:
+    async with connected_gateway(settings, clock=clock) as real:
         yield real
 
 
 @contextlib.asynccontextmanager
 async def role_services(
-    parts: Parts, role: str, *, stop: asyncio.Event, replay: Path | None = None
+    parts: Parts,
+    role: str,
+    *,
+    stop: asyncio.Event,
+    replay: Path | None = None,
+    history: HistoryStore | None = None,
 ) -> AsyncIterator[list[Service]]:
-    """The services of ``role`` (``aggregator`` or ``scorer``), closed on exit."""
+    """The services of ``role`` (``aggregator`` or ``scorer``), closed on exit (``history``:
+    where the scorer learns the recent alerts at start)."""
     if role == "aggregator":
         spool = Path(parts.settings.telegram.spool_path)
         pipeline = build_pipeline(parts, spool=spool)
@@ -592,8 +620,9 @@ async def role_services(
             yield [pipeline, listener]
         return
     if role == "scorer":
-        feed = build_feed(parts)
-        scorer = build_scorer(parts, feed=feed)
+        owner = keys.lease_owner("scorer")
+        feed = build_feed(parts, owner=owner)
+        scorer = build_scorer(parts, feed=feed, history=history, owner=owner)
         services: list[Service] = [scorer]
         if parts.settings.cielo.mode == "websocket":
             services.append(build_cielo_ws(parts, feed, scorer))

@@ -2,7 +2,10 @@
 
 One :meth:`CieloFeed.poll` reads the newest page and follows ``startFrom`` only while every
 item of the page is new, so a quiet feed costs one request per poll. Every transaction hash is
-handled once across polls, restarts and scorer processes through ``store.claim("tx:<hash>")``.
+handled once across polls, restarts and scorer processes: it is leased (``tx:<hash>``,
+``claim_lease_seconds``) when read and marked done (``seen_ttl_seconds``) only once it was
+handled (:meth:`CieloFeed.handled`), so a buy whose scorer died before scoring it comes back on
+the next poll of any scorer.
 
 Nothing a page contains can end the loop: malformed items and pages are logged and counted,
 5xx and timeouts are retried a bounded number of times, 429 and ``pending`` ask the caller to
@@ -18,7 +21,7 @@ import logging
 import math
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -413,6 +416,7 @@ class CieloFeed:
         sleep: the retry pause; tests pass a no-op.
         retry: the retry policy of one request; :func:`retry_policy` of the settings when
             ``None``.
+        owner: the name this process leases transactions under (:func:`keys.lease_owner`).
 
     Raises:
         ValueError: ``settings.api_key`` is not set (names ``CALLSBOT_CIELO_API_KEY``).
@@ -428,11 +432,13 @@ class CieloFeed:
         session: aiohttp.ClientSession | None = None,
         sleep: Sleep = asyncio.sleep,
         retry: RetryPolicy | None = None,
+        owner: str | None = None,
     ) -> None:
         if not settings.api_key:
             raise ValueError(f"the Cielo API key is not set: set {API_KEY_ENV}")
         self._settings = settings
         self._store = store
+        self._owner = owner if owner is not None else keys.lease_owner("scorer")
         self._clock = clock
         self._metrics = metrics
         self._sleep = sleep
@@ -453,6 +459,8 @@ class CieloFeed:
         self._local_seen: OrderedDict[str, None] = OrderedDict()
         self._logged_bad: OrderedDict[str, None] = OrderedDict()
         self._store_down = False
+        # Transactions marked done while the store was away: claim -> expiry, written back later.
+        self._unsynced: dict[str, float] = {}
 
     async def aclose(self) -> None:
         """Close the session if the feed opened it. Safe to call twice."""
@@ -497,28 +505,78 @@ class CieloFeed:
         )
         return parse_page(body)
 
-    async def _is_new(self, tx_hash: str) -> bool:
+    async def _is_new(self, tx_hash: str, *, done: bool) -> bool:
+        """Claim the transaction: leased while its buy is handled, or ``done`` at once."""
         key = keys.seen_tx(tx_hash)
         # This process's own memory first: when the store goes away, the buys it already handled
         # are still on the feed's newest page, and must not come back as new.
         if key in self._local_seen:
             return False
-        self._local_seen[key] = None
-        while len(self._local_seen) > 10_000:
-            self._local_seen.popitem(last=False)
+        s = self._settings
+        ttl = s.seen_ttl_seconds if done else s.claim_lease_seconds
         try:
-            won = await self._store.claim(key, self._settings.seen_ttl_seconds)
+            won = await self._store.lease(key, self._owner, ttl)
         except StoreError as exc:
             # Keep scoring while the store is away, deduplicating in memory.
-            self._metrics.store_errors.labels(op="claim").inc()
-            if not self._store_down:
-                log.warning("cielo: store claim failed, deduplicating in memory: %s", exc)
-            self._store_down = True
-            return True
+            self._store_away(exc)
+            if done:
+                self._unsynced[key] = self._clock.time() + ttl
+            won = True
+        else:
+            await self._store_back()
+        if won:
+            # Not for a lease held elsewhere: a scorer that dies with it leaves the buy to us.
+            self._local_seen[key] = None
+            while len(self._local_seen) > 10_000:
+                self._local_seen.popitem(last=False)
+        return won
+
+    def _store_away(self, exc: StoreError) -> None:
+        self._metrics.store_errors.labels(op="claim").inc()
+        if not self._store_down:
+            log.warning("cielo: store claim failed, deduplicating in memory: %s", exc)
+        self._store_down = True
+
+    async def _store_back(self) -> None:
         if self._store_down:
             log.info("cielo: store claims work again")
             self._store_down = False
-        return won
+        if self._unsynced:
+            await self.write_back()
+
+    async def write_back(self) -> int:
+        """Write the transactions marked done while the store was away into it; how many."""
+        written = 0
+        now = self._clock.time()
+        for key, expires in list(self._unsynced.items()):
+            if expires > now:
+                try:
+                    await self._store.lease(key, self._owner, expires - now)
+                except StoreError:
+                    self._metrics.store_errors.labels(op="claim").inc()
+                    break
+                written += 1
+            del self._unsynced[key]
+        if written:
+            log.info("cielo: %d txs handled while the store was away written back", written)
+        return written
+
+    async def _done(self, tx_hash: str) -> None:
+        key = keys.seen_tx(tx_hash)
+        ttl = self._settings.seen_ttl_seconds
+        try:
+            await self._store.lease(key, self._owner, ttl)
+        except StoreError as exc:
+            self._store_away(exc)
+            self._unsynced[key] = self._clock.time() + ttl
+            return
+        await self._store_back()
+
+    async def handled(self, buys: Sequence[Buy]) -> None:
+        """The scorer is done with ``buys`` (scored, parked, alerted or skipped): their
+        transactions stay claimed for ``seen_ttl_seconds`` from now on."""
+        for buy in buys:
+            await self._done(buy.tx_hash)
 
     def _log_bad_once(self, item: Any, problem: str) -> None:
         tx = item.get("tx_hash") if isinstance(item, Mapping) else None
@@ -546,6 +604,8 @@ class CieloFeed:
         Raises:
             CieloAuthError: the API key was rejected; every other failure is a result.
         """
+        if self._unsynced:
+            await self.write_back()
         buys: list[Buy] = []
         skipped: Counter[str] = Counter()
         pages = 0
@@ -594,8 +654,9 @@ class CieloFeed:
     async def accept(self, item: Any) -> tuple[str, Buy | None]:
         """Claim and classify one feed item, from a REST page or a WebSocket event alike.
 
-        The transaction hash is claimed first (``keys.seen_tx``; in this process's memory too),
-        so an item that another path or scorer process already took comes back as ``seen``.
+        The transaction hash is claimed (``keys.seen_tx``; in this process's memory too), so an
+        item that another path or scorer process took comes back as ``seen``: an item that is
+        not a buy is done at once, a buy is only leased until the scorer calls :meth:`handled`.
         Nothing is counted here: the caller counts the outcome.
 
         Returns:
@@ -609,13 +670,17 @@ class CieloFeed:
         except MalformedItem as exc:
             self._log_bad_once(item, str(exc))
             return "malformed", None
-        if isinstance(tx, str) and tx.strip() and not await self._is_new(tx.strip()):
-            return "seen", None
+        tx_hash = tx.strip() if isinstance(tx, str) else ""
+        problem: str | None = None
         try:
-            return classify_item(item)
+            outcome, buy = classify_item(item)
         except MalformedItem as exc:
-            self._log_bad_once(item, str(exc))
-            return "malformed", None
+            outcome, buy, problem = "malformed", None, str(exc)
+        if tx_hash and not await self._is_new(tx_hash, done=buy is None):
+            return "seen", None
+        if problem is not None:
+            self._log_bad_once(item, problem)
+        return outcome, buy
 
     async def _take(self, items: tuple[Any, ...], buys: list[Buy], skipped: Counter[str]) -> bool:
         """Classify a page's items into ``buys``/``skipped``; ``True`` when all were new."""

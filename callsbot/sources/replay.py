@@ -18,6 +18,13 @@ Recording format (JSON)::
 
 ``at`` is seconds after the replay starts; the message's date is "now" on the injected clock when
 it is delivered. Entities use Bot-API names and UTF-16 offsets, as Telegram sends them.
+
+With ``"epoch": <unix seconds>`` the recording is a channel timeline fixed in time, as Telegram
+keeps it: message ``at`` is posted at ``epoch + at`` and dated so. A process that starts later
+finds what was posted before it started in the history (``history()`` serves every message whose
+time has come, edits applied) and gets the rest delivered live at their time. A process that is
+killed and started again thus reads what it missed through its catch-up, as it would from
+Telegram.
 """
 
 from __future__ import annotations
@@ -67,10 +74,12 @@ class RecordedMessage:
 
 @attrs.frozen
 class Recording:
-    """A parsed recording: groups by ref, and messages in delivery order."""
+    """A parsed recording: groups by ref, messages in delivery order, and the epoch (unix
+    seconds of ``at = 0``) when the timeline is fixed in time."""
 
     groups: dict[str, tuple[int, str | None]]
     messages: tuple[RecordedMessage, ...]
+    epoch: float | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> Recording:
@@ -100,9 +109,10 @@ class Recording:
                 )
                 for m in data["messages"]
             )
+            epoch = None if data.get("epoch") is None else float(data["epoch"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a Telegram recording: {exc!r}") from None
-        return cls(groups, tuple(sorted(messages, key=lambda m: m.at)))
+        return cls(groups, tuple(sorted(messages, key=lambda m: m.at)), epoch)
 
 
 def telethon_entity(raw: dict[str, Any]) -> Any:
@@ -168,17 +178,42 @@ class ReplayGateway:
             self._task = asyncio.create_task(self.play(), name="telegram-replay")
 
     async def history(self, group: ResolvedGroup, *, min_id: int) -> AsyncIterator[Any]:
-        for message in sorted(self._delivered.get(group.chat_id, []), key=lambda m: -m.id):
+        if self._recording.epoch is None:
+            posted = self._delivered.get(group.chat_id, [])
+        else:
+            posted = self._posted(group.chat_id)
+        for message in sorted(posted, key=lambda m: -m.id):
             if message.id > min_id:
                 yield message
+
+    def _posted(self, chat_id: int) -> list[Any]:
+        """What the timeline holds by now for ``chat_id``: each message in its latest edit."""
+        assert self._recording.epoch is not None
+        now = self._clock.time()
+        latest: dict[int, Any] = {}
+        for recorded in self._recording.messages:
+            if self._recording.epoch + recorded.at > now:
+                break
+            message = self.message(recorded)
+            if message.chat_id != chat_id:
+                continue
+            if recorded.edit and recorded.id not in latest:
+                continue  # an edit of a message not posted: nothing to show
+            if recorded.edit:
+                message.date = latest[recorded.id].date
+            latest[recorded.id] = message
+        return list(latest.values())
 
     def is_connected(self) -> bool:
         return True
 
     def message(self, recorded: RecordedMessage) -> Any:
-        """The real Telethon message for one recorded message, dated now."""
+        """The real Telethon message for one recorded message, dated now (or at its time on a
+        timeline with an epoch)."""
         channel_id, _ = self._recording.groups[recorded.group]
-        now = dt.datetime.fromtimestamp(self._clock.time(), tz=dt.UTC)
+        epoch = self._recording.epoch
+        when = self._clock.time() if epoch is None else epoch + recorded.at
+        now = dt.datetime.fromtimestamp(when, tz=dt.UTC)
         return tl.Message(
             id=recorded.id,
             peer_id=tl.PeerChannel(channel_id),
@@ -190,11 +225,22 @@ class ReplayGateway:
         )
 
     async def play(self) -> None:
-        """Deliver every message at its time; sets :attr:`finished` at the end."""
+        """Deliver every message at its time; sets :attr:`finished` at the end.
+
+        On a timeline with an epoch, what was posted before this started is history only.
+        """
         elapsed = 0.0
+        epoch = self._recording.epoch
+        started = self._clock.time()
         try:
             for recorded in self._recording.messages:
-                if recorded.at > elapsed:
+                if epoch is not None:
+                    if epoch + recorded.at <= started:
+                        continue
+                    wait = epoch + recorded.at - self._clock.time()
+                    if wait > 0:
+                        await self._sleep(wait)
+                elif recorded.at > elapsed:
                     await self._sleep((recorded.at - elapsed) / self._speed)
                     elapsed = recorded.at
                 if self._stop is not None and self._stop.is_set():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import stat
@@ -42,6 +43,18 @@ class GroupUnavailable(Exception):
     """A configured group could not be resolved (renamed, private, banned, not joined…)."""
 
 
+class FloodWaited(Exception):
+    """Telegram asked to wait longer than one call sits out (``telegram.flood_wait_max_seconds``).
+
+    Attributes:
+        seconds: how long Telegram asked to wait.
+    """
+
+    def __init__(self, seconds: float, what: str) -> None:
+        super().__init__(f"Telegram asks to wait {seconds:.0f}s ({what})")
+        self.seconds = seconds
+
+
 @attrs.frozen
 class ResolvedGroup:
     """A configured group that Telegram knows.
@@ -70,6 +83,18 @@ class MessageIntake(Protocol):
         """Write the catch-up cursors of the messages finished so far."""
         ...
 
+    def behind(self, chat_id: int) -> None:
+        """The chat's history past its cursor is about to be read: hold its cursor."""
+        ...
+
+    def caught_up(self, chat_id: int) -> None:
+        """A catch-up of the chat queued every message it missed."""
+        ...
+
+    def take_rereads(self) -> set[int]:
+        """Chats whose dropped messages should be read again from their history now."""
+        ...
+
 
 class TelegramGateway(Protocol):
     """Everything the listener needs from Telegram."""
@@ -87,7 +112,11 @@ class TelegramGateway(Protocol):
         ...
 
     def history(self, group: ResolvedGroup, *, min_id: int) -> AsyncIterator[Any]:
-        """Messages of ``group`` with an id above ``min_id``, newest first."""
+        """Messages of ``group`` with an id above ``min_id``, newest first.
+
+        Raises:
+            FloodWaited: Telegram asked to wait longer than the gateway sits out.
+        """
         ...
 
     def is_connected(self) -> bool:
@@ -161,6 +190,12 @@ class TelegramListener:
         self._groups: dict[int, ResolvedGroup] = {}
         self._failed: dict[str, str] = {}
         self._was_connected = False
+        # One catch-up task per group: a group waiting out a FloodWait blocks nobody else.
+        self._catching: dict[int, asyncio.Task[int]] = {}
+        self._retry_at: dict[int, float] = {}  # groups behind: when to try their catch-up again
+        self._flood_until: dict[int, float] = {}  # groups whose catch-up waits out a FloodWait
+        self._last_seen: dict[int, float] = {}  # the latest message seen per group (unix s)
+        self._stale: set[int] = set()
 
     @property
     def groups(self) -> dict[int, ResolvedGroup]:
@@ -180,8 +215,28 @@ class TelegramListener:
         return self._gateway.is_connected()
 
     def health(self) -> list[str]:
-        """Reasons the listener is not ready (not connected)."""
-        return [] if self.connected else ["telegram not connected"]
+        """Reasons the listener is not ready: not connected, a group silent for longer than
+        ``telegram.stale_after_seconds``, a catch-up postponed by a FloodWait."""
+        if not self.connected:
+            return ["telegram not connected"]
+        now = self._clock.time()
+        reasons = [
+            f"group {self._groups[c].name} silent for {now - self._last_seen[c]:.0f}s "
+            f"(stale after {self._tg.stale_after_seconds:.0f}s)"
+            for c in sorted(self._stale)
+            if c in self._groups and c in self._last_seen
+        ]
+        reasons += [
+            f"catch-up of {self._groups[c].name} waits out a FloodWait ({until - now:.0f}s left)"
+            for c, until in sorted(self._flood_until.items())
+            if c in self._groups and until > now
+        ]
+        return reasons
+
+    @property
+    def catching_up(self) -> tuple[int, ...]:
+        """Chats whose catch-up is running now."""
+        return tuple(self._catching)
 
     # -- groups --------------------------------------------------------------------------------
 
@@ -226,12 +281,23 @@ class TelegramListener:
         if not self._groups:
             reasons = "; ".join(f"{ref}: {why}" for ref, why in self._failed.items())
             raise NoGroupsResolved(f"none of the configured groups resolved ({reasons})")
+        self._follow(list(self._groups.values()))
         self._gateway.listen(list(self._groups.values()), self.on_message)
+
+    def _follow(self, groups: Sequence[ResolvedGroup]) -> None:
+        """Groups start being listened to: their history is to be read, their silence timed."""
+        now = self._clock.time()
+        for group in groups:
+            self._last_seen.setdefault(group.chat_id, now)
+            if self._tg.catch_up:
+                self._intake.behind(group.chat_id)
 
     # -- messages ------------------------------------------------------------------------------
 
     async def on_message(self, message: Any, edited: bool) -> None:
         """The Telethon event handler: filter, convert, queue. Never waits on HTTP or Redis."""
+        if message.chat_id in self._groups:
+            self._saw(message.chat_id, self._clock.time())
         incoming = self.to_incoming(message, source="edit" if edited else "live")
         if incoming is not None:
             await self._intake.submit(incoming)
@@ -263,51 +329,137 @@ class TelegramListener:
             received_at=self._clock.time(),
         )
 
+    def _saw(self, chat_id: int, when: float) -> None:
+        if when > self._last_seen.get(chat_id, 0.0):
+            self._last_seen[chat_id] = when
+        if chat_id in self._stale:
+            self._stale.discard(chat_id)
+            group = self._groups.get(chat_id)
+            log.info("group %s delivers again", group.name if group else chat_id)
+
     async def catch_up(self) -> int:
-        """Feed what was missed since each group's cursor, at most one window back.
+        """Catch up every group (concurrently) and wait for it; at most one window back.
 
         Returns:
             How many messages were queued.
         """
+        tasks = self.start_catch_up(list(self._groups.values()))
+        return sum(await asyncio.gather(*tasks))
+
+    def start_catch_up(self, groups: Sequence[ResolvedGroup]) -> list[asyncio.Task[int]]:
+        """Start the catch-up of each of ``groups`` that is not running already (its own task:
+        one group's FloodWait never holds up another group or the heartbeat).
+
+        Returns:
+            The catch-up tasks of ``groups``, started now or running already.
+        """
         if not self._tg.catch_up:
+            return []
+        tasks: list[asyncio.Task[int]] = []
+        for group in groups:
+            task = self._catching.get(group.chat_id)
+            if task is None:
+                self._intake.behind(group.chat_id)
+                task = asyncio.create_task(
+                    self._catch_up_group(group), name=f"telegram-catch-up-{group.chat_id}"
+                )
+                self._catching[group.chat_id] = task
+                task.add_done_callback(functools.partial(self._finished_catch_up, group.chat_id))
+            tasks.append(task)
+        return tasks
+
+    def _finished_catch_up(self, chat_id: int, task: asyncio.Task[int]) -> None:
+        if self._catching.get(chat_id) is task:
+            del self._catching[chat_id]
+
+    async def wait_caught_up(self) -> None:
+        """Return once no catch-up is running (tests, shutdown)."""
+        while self._catching:
+            await asyncio.gather(*self._catching.values(), return_exceptions=True)
+
+    async def _catch_up_group(self, group: ResolvedGroup) -> int:
+        """Catch up one group; a failure postpones it (the cursor stays put meanwhile)."""
+        chat_id = group.chat_id
+        try:
+            queued = await self._read_missed(group)
+        except FloodWaited as exc:
+            wait = max(exc.seconds, 1.0)
+            self._retry_at[chat_id] = self._flood_until[chat_id] = self._clock.time() + wait
+            self._metrics.flood_waits.labels(group.name).inc()
+            self._metrics.flood_wait.labels(group.name).set(wait)
+            log.warning(
+                "catch-up of %s postponed by %.0fs: %s; the other groups go on",
+                group.name,
+                wait,
+                exc,
+            )
             return 0
-        oldest = unix_seconds(self._clock) - self._store.window
-        queued = 0
-        for group in list(self._groups.values()):
-            try:
-                min_id = await self._store.get_cursor(keys.chat_cursor(group.chat_id)) or 0
-            except StoreError as exc:
-                log.warning("catch-up of %s postponed: store unavailable (%s)", group.name, exc)
-                continue
-            missed: list[IncomingMessage] = []
-            async for message in self._gateway.history(group, min_id=min_id):
-                if message_date(message) <= oldest:
-                    break
-                incoming = self.to_incoming(message, source="catch_up")
-                if incoming is not None:
-                    missed.append(incoming)
-            for incoming in reversed(missed):  # oldest first, as they happened
-                await self._intake.submit(incoming)
-            if missed:
-                log.info("caught up %d messages of %s", len(missed), group.name)
-            queued += len(missed)
+        except StoreError as exc:
+            self._retry_at[chat_id] = self._clock.time() + self._settings.store.heartbeat_interval
+            log.warning("catch-up of %s postponed: store unavailable (%s)", group.name, exc)
+            return 0
+        except Exception:
+            # A Telegram error other than a FloodWait: this group is retried, the others go on.
+            self._retry_at[chat_id] = self._clock.time() + self._tg.resolve_retry_seconds
+            log.exception("catch-up of %s failed; retrying later", group.name)
+            return 0
+        self._retry_at.pop(chat_id, None)
+        if self._flood_until.pop(chat_id, None) is not None:
+            self._metrics.flood_wait.labels(group.name).set(0)
+        self._intake.caught_up(chat_id)
         return queued
+
+    async def _read_missed(self, group: ResolvedGroup) -> int:
+        oldest = unix_seconds(self._clock) - self._store.window
+        min_id = await self._store.get_cursor(keys.chat_cursor(group.chat_id)) or 0
+        missed: list[IncomingMessage] = []
+        async for message in self._gateway.history(group, min_id=min_id):
+            date = message_date(message)
+            self._saw(group.chat_id, date)
+            if date <= oldest:
+                break
+            incoming = self.to_incoming(message, source="catch_up")
+            if incoming is not None:
+                missed.append(incoming)
+        for incoming in reversed(missed):  # oldest first, as they happened
+            await self._intake.submit(incoming)
+        if missed:
+            log.info("caught up %d messages of %s", len(missed), group.name)
+        return len(missed)
 
     # -- loops ---------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start, catch up, then beat and watch the connection until ``stop`` is set."""
         await self.start()
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._watch(stop), name="telegram-watch")
-            tg.create_task(self._retry_failed(stop), name="telegram-resolve-retry")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch(stop), name="telegram-watch")
+                tg.create_task(self._retry_failed(stop), name="telegram-resolve-retry")
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the catch-ups still running (what they had not queued is read next time)."""
+        tasks = list(self._catching.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def tick(self) -> None:
-        """One watch step: heartbeat while connected; catch up after a (re)connect."""
+        """One watch step: cursors, then the catch-ups due, a heartbeat while connected, and
+        the groups' silence. Never waits for a catch-up: those run in their own tasks."""
         await self._intake.flush_cursors()
         connected = self._gateway.is_connected()
         if connected and not self._was_connected:
-            await self.catch_up()
+            self.start_catch_up(list(self._groups.values()))
+        elif connected:
+            self.start_catch_up(self._catch_ups_due())
+        elif self._was_connected and self._tg.catch_up:
+            # Whatever is posted until the reconnect is read by the catch-up then; live messages
+            # finishing first must not move the cursor past it.
+            for chat_id in self._groups:
+                self._intake.behind(chat_id)
         self._was_connected = connected
         if connected:
             try:
@@ -315,8 +467,41 @@ class TelegramListener:
             except StoreError as exc:
                 self._metrics.store_errors.labels("beat").inc()
                 log.warning("heartbeat not written: %s", exc)
-        elif self._was_connected is False:
+        else:
             log.debug("telegram disconnected; heartbeat paused")
+        self._watch_silence(connected)
+
+    def _catch_ups_due(self) -> list[ResolvedGroup]:
+        if not self._tg.catch_up:
+            return []
+        now = self._clock.time()
+        due = {c for c, at in self._retry_at.items() if at <= now}
+        rereads = self._intake.take_rereads() - due
+        due = {c for c in due | rereads if c in self._groups and c not in self._catching}
+        for chat_id in sorted(due & rereads):
+            log.info("reading %s again: mentions of it were dropped", self._groups[chat_id].name)
+        return [self._groups[c] for c in sorted(due)]
+
+    def _watch_silence(self, connected: bool) -> None:
+        """Export each group's silence; flag a group silent for too long while connected."""
+        now = self._clock.time()
+        limit = self._tg.stale_after_seconds
+        for chat_id, group in self._groups.items():
+            age = max(0.0, now - self._last_seen.get(chat_id, now))
+            self._metrics.group_message_age.labels(group.name).set(age)
+            stale = connected and limit > 0 and age > limit
+            self._metrics.group_stale.labels(group.name).set(1 if stale else 0)
+            if stale and chat_id not in self._stale:
+                self._stale.add(chat_id)
+                log.warning(
+                    "group %s silent for %.0fs while connected (telegram.stale_after_seconds = "
+                    "%.0f): check that the account still reads it",
+                    group.name,
+                    age,
+                    limit,
+                )
+            elif not stale:
+                self._stale.discard(chat_id)
 
     async def _watch(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -329,8 +514,9 @@ class TelegramListener:
             if self._failed and not stop.is_set():
                 new = await self.resolve_groups(list(self._failed))
                 if new:
+                    self._follow(new)
                     self._gateway.listen(list(self._groups.values()), self.on_message)
-                    await self.catch_up()
+                    self.start_catch_up(new)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

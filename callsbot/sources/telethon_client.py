@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from telethon import TelegramClient, events, utils
 from telethon import errors as tg_errors
 
+from callsbot.clock import Clock
 from callsbot.config import Settings, TelegramSettings
 from callsbot.errors import SessionError
+from callsbot.net.retry import Attempt, RetryPolicy, Sleep, retry_call
 from callsbot.sources.telegram import (
+    FloodWaited,
     GroupUnavailable,
     Handler,
     ResolvedGroup,
@@ -30,33 +33,85 @@ from callsbot.sources.telegram import (
 
 log = logging.getLogger("callsbot.telegram")
 
-#: Longest FloodWait we sit out inside one call before reporting the group as unavailable
-#: (the periodic resolve retry tries again later).
-_MAX_INLINE_FLOOD_WAIT = 120
+T = TypeVar("T")
+
+#: Messages asked per history request (Telegram's own page size).
+HISTORY_PAGE = 100
+#: Attempts of one call that Telegram keeps flood-limiting (each wait within the cap).
+_FLOOD_ATTEMPTS = 3
+
+
+def _flood_seconds(exc: BaseException) -> float | None:
+    return float(exc.seconds) if isinstance(exc, tg_errors.FloodWaitError) else None
 
 
 class TelethonGateway:
-    """:class:`~callsbot.sources.telegram.TelegramGateway` over a connected TelegramClient."""
+    """:class:`~callsbot.sources.telegram.TelegramGateway` over a connected TelegramClient.
 
-    def __init__(self, client: TelegramClient) -> None:
+    A FloodWait is sat out through :func:`~callsbot.net.retry.retry_call` on the injected clock
+    and sleep, inside the call that got it, when it is at most ``max_flood_wait`` seconds; a
+    longer one is raised as :class:`~callsbot.sources.telegram.FloodWaited` (catch-up) or
+    :class:`~callsbot.sources.telegram.GroupUnavailable` (resolving), so the caller postpones
+    that one group instead of everything waiting.
+
+    Args:
+        client: a connected client.
+        clock: "now" for the retries.
+        sleep: how FloodWaits are waited out.
+        max_flood_wait: the longest wait sat out inside one call (s).
+    """
+
+    def __init__(
+        self,
+        client: TelegramClient,
+        *,
+        clock: Clock,
+        sleep: Sleep = asyncio.sleep,
+        max_flood_wait: float = 120.0,
+    ) -> None:
         self._client = client
+        self._clock = clock
+        self._sleep = sleep
+        self._max_flood_wait = max_flood_wait
         self._handlers: list[tuple[Any, Any]] = []
+
+    async def _call(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
+        """``fn()``, with FloodWaits up to the cap sat out and longer ones raised.
+
+        Raises:
+            FloodWaited: Telegram asked for a longer wait, or kept asking.
+        """
+
+        async def attempt(_: Attempt) -> T:
+            try:
+                return await fn()
+            except tg_errors.FloodWaitError as exc:
+                log.warning("FloodWait: Telegram asks to wait %ds (%s)", exc.seconds, what)
+                if exc.seconds > self._max_flood_wait:
+                    raise FloodWaited(exc.seconds, what) from None
+                raise
+
+        try:
+            return await retry_call(
+                attempt,
+                on=tg_errors.FloodWaitError,
+                policy=RetryPolicy(attempts=_FLOOD_ATTEMPTS),
+                clock=self._clock,
+                sleep=self._sleep,
+                wait_hint=_flood_seconds,
+                name=f"telegram {what}",
+            )
+        except tg_errors.FloodWaitError as exc:
+            raise FloodWaited(exc.seconds, f"{what}, still flood-limited after waiting") from None
 
     async def resolve(self, ref: str) -> ResolvedGroup:
         target: str | int = int(ref) if ref.lstrip("-").isdigit() else ref
-        for _attempt in range(2):
-            try:
-                entity = await self._client.get_entity(target)
-                break
-            except tg_errors.FloodWaitError as exc:
-                log.warning("FloodWait: Telegram asks to wait %ds (resolving %s)", exc.seconds, ref)
-                if exc.seconds > _MAX_INLINE_FLOOD_WAIT:
-                    raise GroupUnavailable(f"flood wait of {exc.seconds}s") from None
-                await asyncio.sleep(exc.seconds)
-            except (ValueError, TypeError, tg_errors.RPCError) as exc:
-                raise GroupUnavailable(f"{exc.__class__.__name__}: {exc}") from None
-        else:
-            raise GroupUnavailable("still flood-limited after waiting")
+        try:
+            entity = await self._call(lambda: self._client.get_entity(target), f"resolving {ref}")
+        except FloodWaited as exc:
+            raise GroupUnavailable(f"flood wait of {exc.seconds:.0f}s") from None
+        except (ValueError, TypeError, tg_errors.RPCError) as exc:
+            raise GroupUnavailable(f"{exc.__class__.__name__}: {exc}") from None
         chat_id = utils.get_peer_id(entity)
         username = getattr(entity, "username", None)
         return ResolvedGroup(
@@ -83,14 +138,22 @@ class TelethonGateway:
         self._handlers = [(on_new, new_event), (on_edit, edit_event)]
 
     async def history(self, group: ResolvedGroup, *, min_id: int) -> AsyncIterator[Any]:
+        # Page by page, newest first: a FloodWait retries the page it hit, not the whole read.
+        max_id = 0
         while True:
-            try:
-                async for message in self._client.iter_messages(group.entity, min_id=min_id):
-                    yield message
+            below = max_id
+
+            async def page(below: int = below) -> Any:
+                return await self._client.get_messages(
+                    group.entity, limit=HISTORY_PAGE, min_id=min_id, max_id=below
+                )
+
+            messages = list(await self._call(page, f"catching up {group.name}"))
+            for message in messages:
+                yield message
+            if len(messages) < HISTORY_PAGE:
                 return
-            except tg_errors.FloodWaitError as exc:
-                log.warning("FloodWait: waiting %ds before catching up %s", exc.seconds, group.name)
-                await asyncio.sleep(exc.seconds)
+            max_id = messages[-1].id
 
     def is_connected(self) -> bool:
         return bool(self._client.is_connected())
@@ -121,7 +184,9 @@ def build_client(tg: TelegramSettings) -> TelegramClient:
 
 
 @asynccontextmanager
-async def connected_gateway(settings: Settings) -> AsyncIterator[TelethonGateway]:
+async def connected_gateway(
+    settings: Settings, *, clock: Clock, sleep: Sleep = asyncio.sleep
+) -> AsyncIterator[TelethonGateway]:
     """Lock, check and connect the session; yield a gateway; disconnect on exit.
 
     Raises:
@@ -137,7 +202,12 @@ async def connected_gateway(settings: Settings) -> AsyncIterator[TelethonGateway
                 raise SessionError(
                     f"session {path} is not logged in: run `python -m callsbot login`"
                 )
-            yield TelethonGateway(client)
+            yield TelethonGateway(
+                client,
+                clock=clock,
+                sleep=sleep,
+                max_flood_wait=settings.telegram.flood_wait_max_seconds,
+            )
         except tg_errors.AuthKeyDuplicatedError:
             raise SessionError(
                 f"Telegram revoked session {path}: it was used from two places at once. "

@@ -175,6 +175,39 @@ class Claims(abc.ABC):
             StoreError: could not ask.
         """
 
+    @abc.abstractmethod
+    async def lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Hold ``key`` for ``owner`` for ``ttl`` seconds: take it when free, renew it (the
+        lifetime starts again) when ``owner`` holds it already.
+
+        A lease is a claim that names its holder, so work in progress can be guarded for a
+        short time and the guard given up or extended by the holder only.
+
+        Returns:
+            ``True`` when ``owner`` holds the lease now, ``False`` when another holder has it
+            (a plain :meth:`claim` of the same key counts as another holder).
+
+        Raises:
+            StoreError: could not ask (the caller must not assume either answer).
+        """
+
+    @abc.abstractmethod
+    async def unlease(self, key: str, owner: str) -> None:
+        """Drop ``key`` when ``owner`` holds it; a lease that expired and was taken by another
+        holder meanwhile stays theirs.
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    @abc.abstractmethod
+    async def is_claimed(self, key: str) -> bool:
+        """Whether ``key`` is held now (by a claim or a lease), without taking it.
+
+        Raises:
+            StoreError: could not ask.
+        """
+
 
 class Cursors(abc.ABC):
     """Monotonic named integers (the last message id processed per chat)."""
@@ -193,6 +226,38 @@ class Cursors(abc.ABC):
 
         Raises:
             StoreError: could not ask.
+        """
+
+
+class Tables(abc.ABC):
+    """Small named tables of text rows that outlive a process (the scorer's pending buys and
+    its watch list). Table names come from :mod:`callsbot.store.keys`.
+
+    Rows have no lifetime of their own: the owner of a table drops what it no longer needs.
+    """
+
+    @abc.abstractmethod
+    async def put_row(self, table: str, key: str, value: str) -> None:
+        """Write row ``key`` of ``table`` (replacing it).
+
+        Raises:
+            StoreError: the row may not have been written.
+        """
+
+    @abc.abstractmethod
+    async def drop_row(self, table: str, key: str) -> None:
+        """Delete row ``key`` of ``table`` (nothing when it is absent).
+
+        Raises:
+            StoreError: the row may still be there.
+        """
+
+    @abc.abstractmethod
+    async def rows(self, table: str) -> dict[str, str]:
+        """Every row of ``table``.
+
+        Raises:
+            StoreError: could not ask; never an empty answer instead.
         """
 
 
@@ -302,12 +367,12 @@ class ReputationBoard(abc.ABC):
         """
 
 
-class SignalStore(MentionWindow, Liveness, Claims, Cursors, EventStream, ReputationBoard):
+class SignalStore(MentionWindow, Liveness, Claims, Cursors, Tables, EventStream, ReputationBoard):
     """A whole backend: every capability, one connection pool, one lifecycle.
 
     Callers take the capability they use (:class:`MentionWindow`, :class:`Claims`,
-    :class:`Liveness`, :class:`Cursors`, :class:`EventStream`, :class:`ReputationBoard`); only
-    the wiring holds the whole store.
+    :class:`Liveness`, :class:`Cursors`, :class:`Tables`, :class:`EventStream`,
+    :class:`ReputationBoard`); only the wiring holds the whole store.
     """
 
     async def record_once(

@@ -6,6 +6,10 @@ checks still work.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+
 PREFIX = "signal_aggregator"
 
 #: Sorted set of tokens with a mention in the window; member = token, score = latest mention.
@@ -16,6 +20,12 @@ CURSORS = f"{PREFIX}:cursors"
 EVENTS = f"{PREFIX}:events"
 #: Hash of event-stream readers' positions; field = reader name, value = last entry id handled.
 EVENT_READERS = f"{PREFIX}:events:readers"
+
+#: Table names (what callers pass to Tables; each is one Redis hash, see :func:`table`).
+#: The scorer's buys waiting for market data; row key = token, value = JSON.
+PENDING_BUYS = "scorer:pending"
+#: The scorer's late-consensus watch list; row key = token, value = JSON.
+WATCH_LIST = "scorer:watch"
 
 
 def token(address: str) -> str:
@@ -39,8 +49,14 @@ def heartbeat(role: str) -> str:
 
 
 def claim(key: str) -> str:
-    """String set with NX for "first one wins" claims (alerts, seen messages, seen txs)."""
+    """String set with NX for "first one wins" claims (alerts, seen messages, seen txs); a
+    lease holds its owner's name as the value."""
     return f"{PREFIX}:claim:{key}"
+
+
+def table(name: str) -> str:
+    """Hash holding the rows of table ``name`` (:data:`PENDING_BUYS`, :data:`WATCH_LIST`)."""
+    return f"{PREFIX}:table:{name}"
 
 
 # -- claim and cursor names (what callers pass to Claims and Cursors; never formatted elsewhere) --
@@ -62,7 +78,7 @@ def seen_tx(tx_hash: str) -> str:
 
 
 def alert_claim(token: str) -> str:
-    """Claim name: ``token`` was alerted (held for the cooldown)."""
+    """Claim name: ``token`` was alerted and a sink confirmed it (held for the cooldown)."""
     return f"alert:{token}"
 
 
@@ -77,6 +93,11 @@ def followup_claims_of(token: str) -> str:
     return claim(f"followup:{token}:*")
 
 
+def alert_lease(token: str) -> str:
+    """Lease name: a scorer is sending ``token``'s alert right now (held for a short lease)."""
+    return f"alert-lease:{token}"
+
+
 def chat_cursor(chat_id: int) -> str:
     """Cursor name: the last message id of ``chat_id`` that the pipeline finished."""
     return f"msg:{chat_id}"
@@ -85,3 +106,10 @@ def chat_cursor(chat_id: int) -> str:
 def reputation_job() -> str:
     """Claim name: one process computes the reputation per job interval."""
     return "job:reputation"
+
+
+def lease_owner(role: str) -> str:
+    """A lease owner name unique to this process and this start (role, host, pid, a random part):
+    a restarted process, even with the same pid in a container, never takes its predecessor's
+    leases for its own. Never ``1``, the value of a plain claim."""
+    return f"{role}@{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"

@@ -26,6 +26,7 @@ class MemoryStore(SignalStore):
         self._tokens: dict[str, dict[str, int]] = {}
         self._beats: dict[str, tuple[int, float]] = {}
         self._claims: dict[str, float] = {}
+        self._holders: dict[str, str] = {}  # key -> lease owner (a plain claim has none)
         self._claims_sweep_at = _SWEEP_EVERY
         self._cursors: dict[str, int] = {}
         self._swept_at = 0
@@ -36,6 +37,7 @@ class MemoryStore(SignalStore):
         self._reputation: Reputation | None = None
         self._votes: dict[str, tuple[float, dict[str, AtOnceVote]]] = {}  # token → (expiry, votes)
         self._votes_sweep_at = _SWEEP_EVERY
+        self._tables: dict[str, dict[str, str]] = {}
 
     def _live(self, token: str, cutoff: int) -> dict[str, int]:
         members = self._tokens.get(token)
@@ -102,14 +104,36 @@ class MemoryStore(SignalStore):
             return False
         if len(self._claims) >= self._claims_sweep_at:
             self._claims = {k: e for k, e in self._claims.items() if e > now}
+            self._holders = {k: o for k, o in self._holders.items() if k in self._claims}
             # Sweep again only once the live claims have doubled: a sweep on every claim past
             # a fixed size made each claim cost O(live claims).
             self._claims_sweep_at = max(_SWEEP_EVERY, 2 * len(self._claims))
         self._claims[key] = now + ttl
+        self._holders.pop(key, None)
         return True
 
     async def release(self, key: str) -> None:
         self._claims.pop(key, None)
+        self._holders.pop(key, None)
+
+    async def lease(self, key: str, owner: str, ttl: float) -> bool:
+        now = self.clock.time()
+        expires = self._claims.get(key)
+        if expires is not None and expires > now and self._holders.get(key) != owner:
+            return False
+        self._claims[key] = now + ttl
+        self._holders[key] = owner
+        return True
+
+    async def unlease(self, key: str, owner: str) -> None:
+        expires = self._claims.get(key)
+        if expires is not None and expires > self.clock.time() and self._holders.get(key) == owner:
+            del self._claims[key]
+            del self._holders[key]
+
+    async def is_claimed(self, key: str) -> bool:
+        expires = self._claims.get(key)
+        return expires is not None and expires > self.clock.time()
 
     async def advance_cursor(self, name: str, value: int) -> int:
         current = max(self._cursors.get(name, value), value)
@@ -149,6 +173,17 @@ class MemoryStore(SignalStore):
 
     async def ping(self) -> None:
         return None
+
+    # -- tables --------------------------------------------------------------------------------
+
+    async def put_row(self, table: str, key: str, value: str) -> None:
+        self._tables.setdefault(table, {})[key] = value
+
+    async def drop_row(self, table: str, key: str) -> None:
+        self._tables.get(table, {}).pop(key, None)
+
+    async def rows(self, table: str) -> dict[str, str]:
+        return dict(self._tables.get(table, {}))
 
     # -- event stream --------------------------------------------------------------------------
 

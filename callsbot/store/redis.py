@@ -64,6 +64,24 @@ redis.call('EXPIRE', KEYS[1], window)
 return out
 """
 
+#: Take a lease when free, renew it when its owner asks again.
+_LEASE = """
+local cur = redis.call('GET', KEYS[1])
+if (not cur) or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+#: Drop a lease only when its owner asks.
+_UNLEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 #: token, group, clamped ts, optional (claim key, ttl), the caller's future.
 _Pending = tuple[str, str, int, "tuple[str, int] | None", "asyncio.Future[int | None]"]
 
@@ -114,6 +132,8 @@ class RedisStore(SignalStore):
         self._flushers: set[asyncio.Task[None]] = set()
         self._advance = client.register_script(_ADVANCE_CURSOR)
         self._record_batch = client.register_script(_RECORD_BATCH)
+        self._lease = client.register_script(_LEASE)
+        self._unlease = client.register_script(_UNLEASE)
         self._closed = False
 
     @property
@@ -246,6 +266,17 @@ class RedisStore(SignalStore):
     async def release(self, key: str) -> None:
         await self._run(self._redis.delete(keys.claim(key)), "release")
 
+    async def lease(self, key: str, owner: str, ttl: float) -> bool:
+        ms = max(1, math.ceil(ttl * 1000))
+        won = await self._run(self._lease(keys=[keys.claim(key)], args=[owner, ms]), "lease")
+        return bool(won)
+
+    async def unlease(self, key: str, owner: str) -> None:
+        await self._run(self._unlease(keys=[keys.claim(key)], args=[owner]), "unlease")
+
+    async def is_claimed(self, key: str) -> bool:
+        return bool(await self._run(self._redis.exists(keys.claim(key)), "is_claimed"))
+
     async def advance_cursor(self, name: str, value: int) -> int:
         result = await self._run(
             self._advance(keys=[keys.CURSORS], args=[name, int(value)]), "advance_cursor"
@@ -255,6 +286,18 @@ class RedisStore(SignalStore):
     async def get_cursor(self, name: str) -> int | None:
         value = await self._run(self._redis.hget(keys.CURSORS, name), "get_cursor")
         return None if value is None else int(value)
+
+    # -- tables --------------------------------------------------------------------------------
+
+    async def put_row(self, table: str, key: str, value: str) -> None:
+        await self._run(self._redis.hset(keys.table(table), key, value), "put_row")
+
+    async def drop_row(self, table: str, key: str) -> None:
+        await self._run(self._redis.hdel(keys.table(table), key), "drop_row")
+
+    async def rows(self, table: str) -> dict[str, str]:
+        found = await self._run(self._redis.hgetall(keys.table(table)), "rows")
+        return {str(k): str(v) for k, v in found.items()}
 
     # -- event stream --------------------------------------------------------------------------
 

@@ -222,6 +222,10 @@ class FakeDexScreener:
         """Let every held (slow) response go."""
         self._release.set()
 
+    def heal(self) -> None:
+        """Drop every fault still queued: the next requests are answered normally."""
+        self._faults.clear()
+
     # -- inspection -------------------------------------------------------------------------
 
     def requests_of(self, kind: str) -> list[Recorded]:

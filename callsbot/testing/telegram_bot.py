@@ -8,6 +8,7 @@ and at most 4096 characters of text after entity parsing.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
@@ -110,6 +111,8 @@ class FakeTelegramBot:
 
     A reply (``reply_to_message_id``) must name a message sent before, unless it says
     ``allow_sending_without_reply``; :meth:`replies_to` lists the replies to one message.
+    :meth:`hang_next` makes the next requests hang, never answered, until :meth:`release` (or
+    :meth:`close`): a send that a process is killed in the middle of.
     """
 
     def __init__(self, token: str = FAKE_TOKEN, chat_id: str = CHAT_ID) -> None:
@@ -120,6 +123,9 @@ class FakeTelegramBot:
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.script: list[Reply] = []
         self.calls = 0
+        self.hanging = 0  # requests held right now
+        self._hang = 0
+        self._release = asyncio.Event()
         app = web.Application()
         app.router.add_post("/bot{token}/sendMessage", self._send_message)
         self._server = TestServer(app, host="127.0.0.1")
@@ -133,16 +139,35 @@ class FakeTelegramBot:
         return self
 
     async def close(self) -> None:
+        self._release.set()
         await self._server.close()
 
     def replies_to(self, message_id: int) -> list[dict[str, Any]]:
         """The messages sent as replies to ``message_id``, in order."""
         return [m for m in self.sent if m.get("reply_to_message_id") == message_id]
 
+    def hang_next(self, times: int = 1) -> None:
+        """Hold the next ``times`` requests unanswered (and undelivered) until :meth:`release`."""
+        self._hang += times
+        self._release.clear()
+
+    def release(self) -> None:
+        """Let held requests go: each is answered 502, and nothing of theirs was delivered."""
+        self._hang = 0
+        self._release.set()
+
     async def _send_message(self, request: web.Request) -> web.Response:
         self.calls += 1
         if request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
+        if self._hang:
+            self._hang -= 1
+            self.hanging += 1
+            try:
+                await self._release.wait()
+            finally:
+                self.hanging -= 1
+            return _error(502, "Bad Gateway")
         if self.script:
             reply = self.script.pop(0)
             return web.json_response(reply.body, status=reply.status)

@@ -215,6 +215,7 @@ async def test_catch_up_after_disconnect_records_exactly_the_missed_messages(
     async with rig(redis, clock, settings(), GOOD) as r:
         await r.listener.start()
         await r.listener.tick()  # connected: first catch-up (nothing yet) and a heartbeat
+        await r.listener.wait_caught_up()
         for i in range(1, 4):
             await r.gateway.deliver(tg_message(111, i, f"CA: {mint(i)}", T0 - 300 + i))
         await r.aggregator.drain()
@@ -223,7 +224,8 @@ async def test_catch_up_after_disconnect_records_exactly_the_missed_messages(
         for i in range(4, 7):  # posted while we were away: never delivered live
             r.gateway.post(tg_message(111, i, f"CA: {mint(i)}", T0 - 200 + i))
         r.gateway.connected = True
-        await r.listener.tick()
+        await r.listener.tick()  # starts the catch-up, does not wait for it
+        await r.listener.wait_caught_up()
         await r.aggregator.drain()
         assert await r.recorded() == 6
         assert r.rejected("duplicate") == 0

@@ -126,6 +126,46 @@ class TestSignalStoreContract:
             clock.advance(61)
             assert await store.claim("k", 60) is True
 
+    async def test_a_lease_is_renewed_by_its_owner_and_refused_to_others(
+        self, store: SignalStore, clock: FakeClock
+    ) -> None:
+        assert await store.lease("alert-lease:TokA", "scorer-1", 30) is True
+        assert await store.lease("alert-lease:TokA", "scorer-2", 30) is False
+        assert await store.lease("alert-lease:TokA", "scorer-1", 3600) is True  # renewed
+        assert await store.is_claimed("alert-lease:TokA") is True
+        if isinstance(store, MemoryStore):
+            clock.advance(3599)
+            assert await store.lease("alert-lease:TokA", "scorer-2", 30) is False
+            clock.advance(2)
+            assert await store.is_claimed("alert-lease:TokA") is False
+            assert await store.lease("alert-lease:TokA", "scorer-2", 30) is True
+        else:
+            ttl = await store.client.pttl("signal_aggregator:claim:alert-lease:TokA")
+            assert 3_500_000 < ttl <= 3_600_000  # the renewal set the new lifetime
+
+    async def test_unlease_drops_only_the_owners_lease(self, store: SignalStore) -> None:
+        assert await store.lease("k", "scorer-1", 60) is True
+        await store.unlease("k", "scorer-2")
+        assert await store.is_claimed("k") is True
+        await store.unlease("k", "scorer-1")
+        assert await store.is_claimed("k") is False
+        assert await store.lease("k", "scorer-2", 60) is True
+        await store.unlease("absent", "scorer-1")  # nothing to drop: no error
+
+    async def test_a_plain_claim_is_nobodys_lease(self, store: SignalStore) -> None:
+        assert await store.is_claimed("alert:TokA") is False
+        assert await store.claim("alert:TokA", 60) is True
+        assert await store.is_claimed("alert:TokA") is True
+        assert await store.lease("alert:TokA", "scorer-1", 60) is False
+        await store.unlease("alert:TokA", "scorer-1")
+        assert await store.is_claimed("alert:TokA") is True
+        assert await store.lease("tx:abc", "scorer-1", 60) is True
+        assert await store.claim("tx:abc", 60) is False  # a lease is a claim for everyone else
+
+    async def test_lease_raced_by_fifty_owners_has_one_winner(self, store: SignalStore) -> None:
+        results = await asyncio.gather(*(store.lease("k", f"scorer-{i}", 60) for i in range(50)))
+        assert results.count(True) == 1
+
     async def test_record_once_counts_a_message_once(self, store: SignalStore) -> None:
         key = "msg:-100:7:TokA"
         assert await store.record_once("TokA", "@g1", T0 - 5, claim=key, ttl=60) == 1
@@ -165,6 +205,18 @@ class TestSignalStoreContract:
 
     async def test_ping(self, store: SignalStore) -> None:
         await store.ping()
+
+    async def test_table_rows_are_written_replaced_and_dropped(self, store: SignalStore) -> None:
+        assert await store.rows("scorer:watch") == {}
+        await store.put_row("scorer:watch", "TokA", '{"v": 1}')
+        await store.put_row("scorer:watch", "TokB", "b")
+        await store.put_row("scorer:watch", "TokA", '{"v": 2}')
+        await store.put_row("scorer:pending", "TokA", "p")
+        assert await store.rows("scorer:watch") == {"TokA": '{"v": 2}', "TokB": "b"}
+        await store.drop_row("scorer:watch", "TokA")
+        await store.drop_row("scorer:watch", "never-there")
+        assert await store.rows("scorer:watch") == {"TokB": "b"}
+        assert await store.rows("scorer:pending") == {"TokA": "p"}
 
 
 class TestEventStreamContract:
