@@ -173,12 +173,18 @@ async def _never_sleep(seconds: float) -> None:
     raise RuntimeError(f"a replayed component tried to sleep {seconds}s")
 
 
-def _grid_after(t: float, origin: float, step: float) -> float:
+# The tolerance keeps a time that is on the grid but for float rounding on its own point.
+_EPS = 1e-9
+
+
+def _grid_at(t: float, origin: float, step: float) -> float:
     """The first point of ``origin + k·step`` (k ≥ 0) at or after ``t``."""
-    if t <= origin:
-        return origin
-    # The tolerance keeps a time that is on the grid but for rounding on its own point.
-    return origin + math.ceil((t - origin) / step - 1e-9) * step
+    return origin + max(math.ceil((t - origin) / step - _EPS), 0) * step
+
+
+def _grid_next(t: float, origin: float, step: float) -> float:
+    """The first point of ``origin + k·step`` (k ≥ 0) strictly after ``t``."""
+    return origin + max(math.floor((t - origin) / step + _EPS) + 1, 0) * step
 
 
 class Replay:
@@ -246,7 +252,7 @@ class Replay:
     def add_periodic(self, job: Periodic) -> None:
         """Run ``job`` every ``job.interval`` seconds from the next due moment on."""
         self._periodic.append(job)
-        self._next_job.append(_grid_after(self.clock.time(), self.tape.start, job.interval))
+        self._next_job.append(_grid_at(self.clock.time(), self.tape.start, job.interval))
 
     def _market(self, parts: roles.Parts) -> MarketData:
         tape, s = self.tape, self.settings
@@ -265,10 +271,10 @@ class Replay:
     # -- the schedule --------------------------------------------------------------------------
 
     def _message_due(self, m: TapeMessage) -> float:
-        return _grid_after(m.at, self.tape.start, self.tape.step) if self.tape.step else m.at
+        return _grid_at(m.at, self.tape.start, self.tape.step) if self.tape.step else m.at
 
     def _buy_due(self, at: float) -> float:
-        return _grid_after(at, self.tape.start, self._poll_every) if self.tape.feed_poll else at
+        return _grid_at(at, self.tape.start, self._poll_every) if self.tape.feed_poll else at
 
     def next_due(self) -> float:
         """The next moment something is due."""
@@ -334,7 +340,7 @@ class Replay:
             await self.aggregator.retry_deferred()
             await self._settle()
         if self.aggregator.deferred or t >= self._next_retry:
-            self._next_retry = _grid_after(t + 1e-6, tape.start, RETRY_SECONDS)
+            self._next_retry = _grid_next(t, tape.start, RETRY_SECONDS)
         buys: list[Buy] = []
         while self._buy < len(tape.buys) and self._buy_due(tape.buys[self._buy].at) <= t:
             buys.append(tape.buys[self._buy].buy)
@@ -346,12 +352,12 @@ class Replay:
         if t >= self._next_tick:
             self._take(await self.scorer.tick())
             await self._settle()
-            self._next_tick = _grid_after(t + 1e-6, tape.start, self._tick_every)
+            self._next_tick = _grid_next(t, tape.start, self._tick_every)
         for i, job in enumerate(self._periodic):
             if t >= self._next_job[i]:
                 await job.run()
                 await self._settle()
-                self._next_job[i] = _grid_after(t + 1e-6, tape.start, job.interval)
+                self._next_job[i] = _grid_next(t, tape.start, job.interval)
 
     async def deliver(self, m: TapeMessage) -> None:
         """Hand one message to the pipeline now, then settle what it caused."""
