@@ -13,7 +13,19 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from callsbot.cli import backfill, check, db, demo, feed, history, login, outcome, run, token
+from callsbot.cli import (
+    backfill,
+    backtest,
+    check,
+    db,
+    demo,
+    feed,
+    history,
+    login,
+    outcome,
+    run,
+    token,
+)
 from callsbot.config import Settings, load_settings
 from callsbot.errors import EXIT_CONFIG, ConfigError
 from callsbot.logs import setup_logging
@@ -32,6 +44,7 @@ COMMANDS: dict[str, ModuleType] = {
     "db": db,
     "history": history,
     "outcome": outcome,
+    "backtest": backtest,
 }
 
 
