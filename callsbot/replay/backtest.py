@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from callsbot.outcomes.stats import LOW_MIN_N
-from callsbot.replay.engine import replay
+from callsbot.replay.engine import quiet_metrics, replay
 from callsbot.replay.exits import ExitRule
 from callsbot.replay.figures import AlertOutcome, Figures, figures, measure
 from callsbot.replay.grid import Configuration
@@ -62,7 +62,7 @@ class ConfigRun:
 
 def run_configuration(tape: Tape, config: Configuration, rule: ExitRule) -> ConfigRun:
     """Replay ``tape`` under ``config`` and measure its alerts (synchronous: a worker's task)."""
-    result = asyncio.run(replay(tape, config.settings))
+    result = asyncio.run(replay(tape, config.settings, metrics=quiet_metrics()))
     started = time.perf_counter()
     outcomes = measure(result.alerts, tape.paths, settings=config.settings.outcomes, rule=rule)
     return ConfigRun(

@@ -28,9 +28,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
+from prometheus_client import CollectorRegistry
 
 from callsbot.alert import Alert
 from callsbot.clock import Clock, FakeClock
@@ -167,6 +168,36 @@ class CaptureSink:
         """Nothing to release."""
 
 
+class _Discard:
+    """A metric that records nothing (every method of Counter, Gauge and Histogram a no-op)."""
+
+    def labels(self, *_values: str, **_labels: str) -> _Discard:
+        return self
+
+    def inc(self, _amount: float = 1.0) -> None:
+        return None
+
+    def dec(self, _amount: float = 1.0) -> None:
+        return None
+
+    def set(self, _value: float) -> None:
+        return None
+
+    def observe(self, _value: float) -> None:
+        return None
+
+
+def quiet_metrics() -> Metrics:
+    """Metrics that count nothing, for backtest replays.
+
+    A replay reports figures, not Prometheus series, and the labelled-child lookups of a
+    day's events were a tenth of its time.
+    """
+    discard = _Discard()
+    fields = {f.name: discard for f in attrs.fields(Metrics) if f.name != "registry"}
+    return Metrics(registry=CollectorRegistry(), **cast(dict[str, Any], fields))
+
+
 async def _never_sleep(seconds: float) -> None:
     # Only the roles' own run loops sleep, and the engine never runs them: a call here is a bug
     # that would otherwise stall or move the simulated clock behind the engine's back.
@@ -201,6 +232,8 @@ class Replay:
         standard: also register every process's standard subscribers (metrics by event, the
             consensus log line), as ``roles.make_parts`` does; a backtest does without them,
             they only count and log.
+        clock: the simulated clock (default: a new one at the tape's start); a store handed
+            in must run on it.
     """
 
     def __init__(
@@ -214,10 +247,11 @@ class Replay:
         sinks: Sequence[AlertSink] = (),
         periodic: Sequence[Periodic] = (),
         standard: bool = False,
+        clock: FakeClock | None = None,
     ) -> None:
         self.tape = tape
         self.settings = settings
-        self.clock = FakeClock(tape.start)
+        self.clock = clock if clock is not None else FakeClock(tape.start)
         self.metrics = metrics if metrics is not None else Metrics.create()
         self._own_store = store is None
         if store is None:
@@ -407,13 +441,15 @@ async def replay(
     settings: Settings,
     *,
     periodic: Callable[[Replay], Sequence[Periodic]] | None = None,
+    metrics: Metrics | None = None,
 ) -> RunResult:
     """Play ``tape`` under ``settings`` on a memory store and return what happened.
 
     ``periodic`` builds jobs from the engine once its parts exist (the reputation job of
-    weighted consensus takes ``engine.labels`` and ``engine.parts``).
+    weighted consensus takes ``engine.labels`` and ``engine.parts``); ``metrics`` defaults to
+    a fresh registry (:func:`quiet_metrics` when only the figures matter).
     """
-    engine = Replay(tape, settings)
+    engine = Replay(tape, settings, metrics=metrics)
     try:
         for job in periodic(engine) if periodic is not None else ():
             engine.add_periodic(job)

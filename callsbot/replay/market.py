@@ -118,7 +118,7 @@ class RecordedMarket:
             )
 
     def _down(self, now: float) -> bool:
-        return any(o.start <= now < o.end for o in self._outages)
+        return bool(self._outages) and any(o.start <= now < o.end for o in self._outages)
 
     async def verdicts(
         self, tokens: Sequence[str], *, chain: str = "solana"
@@ -132,7 +132,7 @@ class RecordedMarket:
             if down:
                 out[token] = unknown(token, "market data unavailable (recorded outage)")
                 continue
-            line = self._tokens.get((chain, address_key(token)))
+            line = self._tokens.get((chain, token)) or self._tokens.get((chain, address_key(token)))
             obs = line.at(now) if line is not None else None
             if obs is None:
                 if self._absent == "no_pairs":
