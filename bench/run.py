@@ -23,6 +23,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from bench import buy_alert, cases, dashboard
+from bench.backtest import case_backtest
 from bench.history import case_history
 from bench.report import Row, machine, table, write_json
 from callsbot.testing.pg_server import PostgresServer
@@ -41,6 +42,7 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "8": ("buy → alert", lambda cfg: buy_alert.case_buy_to_alert(seed=cfg.seed)),
     "9": ("history", lambda cfg: case_history(cfg.pg_url)),
     "10": ("dashboard", dashboard.case_dashboard),
+    "12": ("backtest", case_backtest),
 }
 
 
