@@ -2,10 +2,10 @@
 
 The bundled session (``data/session.json``, written by ``scripts/make_demo_session.py``) holds
 six call groups' Telegram messages, the Cielo feed items and DexScreener's pairs, all in the
-real schemas. The demo serves the feed and the market data from local HTTP servers
-(:mod:`callsbot.testing`), plays the messages through the real Telegram listener (as real
-Telethon message objects), the real pipeline, store, market validator, feed client and scorer,
-on a simulated clock. No network, no credentials.
+real schemas. The demo is the replay engine (:mod:`callsbot.replay`, docs/backtest.md) over
+that session: the real pipeline, store and scorer on a simulated clock, the market data and the
+feed answered in-process from the recording, the alerts printed as Telegram shows them. No
+network, no credentials.
 """
 
 from __future__ import annotations
@@ -23,24 +23,24 @@ from typing import Any, TextIO
 import attrs
 
 from callsbot.alert import Alert, render_html
-from callsbot.clock import FakeClock
+from callsbot.clock import Clock, FakeClock
 from callsbot.config import Settings
 from callsbot.dashboard.service import Dashboard
 from callsbot.metrics import Metrics
+from callsbot.replay.engine import Replay
+from callsbot.replay.load import SESSION_STEP, pair_observations, session_message, tape_from_session
+from callsbot.replay.market import RecordedMarket
 from callsbot.runtime import roles
 from callsbot.runtime.service import Service
 from callsbot.scorer import Scored
-from callsbot.sources.replay import Recording, ReplayGateway
-from callsbot.store import SignalStore
+from callsbot.sources.replay import RecordedMessage, Recording
+from callsbot.store import SignalStore, open_store
 from callsbot.store.redis import RedisStore
 from callsbot.tasks import wait_stop
-from callsbot.testing.cielo import FakeCielo
-from callsbot.testing.dexscreener import ClockSleep, FakeDexScreener
 from callsbot.web import WebServer
 
-DEMO_KEY = "demo-key-not-a-secret"
 #: Simulated seconds per step: the heartbeat interval of the listener.
-STEP = 5
+STEP = int(SESSION_STEP)
 
 
 def load_session() -> dict[str, Any]:
@@ -61,7 +61,7 @@ class PrintSink:
 
     out: TextIO
     quiet: bool
-    clock: FakeClock
+    clock: Clock
     start: int
     sent: list[Alert] = attrs.field(factory=list)
     name: str = "demo"
@@ -78,15 +78,11 @@ class PrintSink:
         return None
 
 
-def demo_settings(
-    settings: Settings, *, dex_url: str, cielo_url: str, groups: list[str]
-) -> Settings:
-    """The user's settings with the demo's sources and sinks in place of the real ones."""
+def demo_settings(settings: Settings, *, groups: list[str]) -> Settings:
+    """The user's settings with the session's groups and none of the real sinks."""
     return attrs.evolve(
         settings,
         telegram=attrs.evolve(settings.telegram, groups=tuple(groups)),
-        dexscreener=attrs.evolve(settings.dexscreener, url=dex_url),
-        cielo=attrs.evolve(settings.cielo, url=cielo_url, api_key=DEMO_KEY),
         tg_bot=attrs.evolve(settings.tg_bot, token=None, chat_id=None),
         alerts=attrs.evolve(settings.alerts, jsonl_path=None, log=False),
     )
@@ -104,7 +100,6 @@ async def _forget_demo_keys(store: SignalStore, session: dict[str, Any]) -> None
         keys.claim(keys.alert_claim(p["baseToken"]["address"]))
         for p in session["dexscreener"]["pairs"]
     ]
-    names += [keys.claim(keys.seen_tx(f["item"]["tx_hash"])) for f in session["cielo"]]
     for group in session["telegram"]["groups"]:
         chat_id = -(10**12 + int(group["channel_id"]))
         async for name in client.scan_iter(match=keys.seen_mentions_of_chat(chat_id), count=500):
@@ -172,30 +167,24 @@ async def demo_command(
 async def open_demo(
     settings: Settings, *, out: TextIO, quiet: bool = False, serve: Serve | None = None
 ) -> AsyncIterator[DemoRun]:
-    """The demo ready to play step by step (:meth:`DemoRun.step`), its fakes closed on exit.
+    """The demo ready to play step by step (:meth:`DemoRun.step`), closed on exit.
 
     With ``serve``, the dashboard and the web server run beside it (on the wall clock; the
     session's clock is simulated).
     """
     session = load_session()
-    clock = FakeClock(float(session["start"]))
-    metrics = Metrics.create()
-    recording = Recording.from_dict(session["telegram"])
+    tape = tape_from_session(session)
+    clock = FakeClock(tape.start)
+    s = demo_settings(settings, groups=list(Recording.from_dict(session["telegram"]).groups))
+    if serve is not None:
+        s = attrs.evolve(s, web=attrs.evolve(s.web, port=serve.port))
     async with contextlib.AsyncExitStack() as stack:
-        dex = await stack.enter_async_context(FakeDexScreener(clock=clock))
-        cielo = await FakeCielo(api_key=DEMO_KEY, clock=clock).start()
-        stack.push_async_callback(cielo.close)
-        for pair in session["dexscreener"]["pairs"]:
-            dex.add_pair(pair)
-        s = demo_settings(
-            settings, dex_url=dex.url, cielo_url=cielo.url, groups=list(recording.groups)
-        )
-        if serve is not None:
-            s = attrs.evolve(s, web=attrs.evolve(s.web, port=serve.port))
-        parts = await stack.enter_async_context(
-            roles.open_parts(s, clock=clock, metrics=metrics, sleep=ClockSleep(clock))
-        )
-        demo = DemoRun(s, session, recording, clock, metrics, dex, cielo, parts, out, quiet)
+        store = await stack.enter_async_context(open_store(s.store, clock=clock))
+        await _forget_demo_keys(store, session)
+        sink = PrintSink(out, quiet, clock, int(tape.start))
+        replay = Replay(tape, s, store=store, sinks=[sink], standard=True, clock=clock)
+        stack.push_async_callback(replay.aclose)
+        demo = DemoRun(s, session, replay, sink)
         await demo.start(serve)
         try:
             yield demo
@@ -204,73 +193,50 @@ async def open_demo(
 
 
 class DemoRun:
-    """The recorded session played through the real parts, :data:`STEP` simulated seconds a step.
+    """The recorded session played through the replay engine, :data:`STEP` seconds a step.
 
     Attributes:
         settings: the demo's settings.
+        replay: the engine playing the session.
         clock: the simulated clock.
         parts: the shared parts (store, market data, event hub).
-        gateway: the replayed Telegram session.
-        dex: the local DexScreener.
+        aggregator: the pipeline.
+        scorer: the scorer.
         dashboard: the dashboard, when served.
         web: the web server, when served.
         t: seconds of the session played so far.
     """
 
     def __init__(
-        self,
-        settings: Settings,
-        session: dict[str, Any],
-        recording: Recording,
-        clock: FakeClock,
-        metrics: Metrics,
-        dex: FakeDexScreener,
-        cielo: FakeCielo,
-        parts: roles.Parts,
-        out: TextIO,
-        quiet: bool,
+        self, settings: Settings, session: dict[str, Any], replay: Replay, sink: PrintSink
     ) -> None:
         self.settings = settings
-        self.clock = clock
-        self.parts = parts
-        self.dex = dex
+        self.replay = replay
+        self.clock = replay.clock
+        self.parts = replay.parts
+        self.aggregator = replay.aggregator
+        self.scorer = replay.scorer
         self._session = session
-        self._cielo = cielo
-        self._metrics = metrics
+        self._groups = Recording.from_dict(session["telegram"]).groups
+        self._sink = sink
         self._start, self._end = int(session["start"]), int(session["end"])
-        self._rate_limited = set(session["dexscreener"].get("rate_limited_at", []))
-        self._sink = PrintSink(out, quiet, clock, self._start)
-        self.aggregator = roles.build_pipeline(parts)
-        self.gateway = ReplayGateway(recording, clock=clock)
-        self.listener = roles.build_listener(parts, self.gateway, self.aggregator)
-        self._feed = roles.build_feed(parts)
-        self.scorer = roles.build_scorer(parts, feed=self._feed, sinks=[self._sink])
-        self._pending = collections.deque(recording.messages)
-        self._scored: dict[str, Scored] = {}
-        self._tokens = [p["baseToken"]["address"] for p in session["dexscreener"]["pairs"]]
-        self._peak = dict.fromkeys(self._tokens, 0)
         self._stop = asyncio.Event()
-        self._pipe_stop = asyncio.Event()
-        self._pipeline: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.dashboard: Dashboard | None = None
         self.web: WebServer | None = None
         self.t = 0
 
     async def start(self, serve: Serve | None) -> None:
-        """Clear an earlier run's keys, start the pipeline and the listener (and the server)."""
-        await _forget_demo_keys(self.parts.store, self._session)
-        if serve is not None:
-            services: list[Service] = [self.parts.events, self.aggregator, self.listener]
-            services.append(self.scorer)
-            self.dashboard = roles.build_dashboard(self.parts, services, rate=serve.speed)
-            self.web = roles.build_web(self.parts, services, dashboard=self.dashboard)
-            self._tasks += [
-                asyncio.create_task(self.dashboard.run(self._stop), name="demo-dashboard"),
-                asyncio.create_task(self.web.run(self._stop), name="demo-web"),
-            ]
-        self._pipeline = asyncio.create_task(self.aggregator.run(self._pipe_stop), name="demo-pipe")
-        await self.listener.start()
+        """Start the dashboard and the web server when served."""
+        if serve is None:
+            return
+        services: list[Service] = [self.parts.events, self.aggregator, self.scorer]
+        self.dashboard = roles.build_dashboard(self.parts, services, rate=serve.speed)
+        self.web = roles.build_web(self.parts, services, dashboard=self.dashboard)
+        self._tasks += [
+            asyncio.create_task(self.dashboard.run(self._stop), name="demo-dashboard"),
+            asyncio.create_task(self.web.run(self._stop), name="demo-web"),
+        ]
 
     async def listening(self) -> int:
         """The web server's port once it listens (served demos only)."""
@@ -287,57 +253,34 @@ class DemoRun:
 
     async def step(self) -> bool:
         """Play the next :data:`STEP` seconds of the session; ``False`` once it is over."""
-        t = self.t
-        if t > self._end:
+        if self.t > self._end:
             return False
-        s, store = self.settings, self.parts.store
-        self.clock.set(max(self.clock.time(), float(self._start + t)))
-        if any(t - STEP < r <= t for r in self._rate_limited):
-            self.dex.fail_next(429, retry_after=20)
-        while self._pending and self._pending[0].at <= t:
-            await self.gateway.deliver(self._pending.popleft())
-        await self.aggregator.drain()
-        await self.parts.events.drain()
-        for token, n in (await store.counts(self._tokens)).items():
-            self._peak[token] = max(self._peak[token], n)
-        await self.listener.tick()
-        if t % int(s.cielo.poll_seconds) == 0:
-            await self.aggregator.retry_deferred()
-            items = [f["item"] for f in self._session["cielo"] if f["at"] <= t]
-            self._cielo.serve(list(reversed(items))[: s.cielo.limit])
-            for result in [*await self.scorer.poll_once(), *await self.scorer.tick()]:
-                self._scored[result.buy.token] = result
-            await self.parts.events.drain()
+        await self.replay.advance(float(self._start + self.t))
         self.t += STEP
         return True
 
+    def add_pair(self, pair: dict[str, Any]) -> None:
+        """Market data learns of a DexScreener pair now (tests inject tokens this way)."""
+        for observation in pair_observations([pair], self.clock.time()):
+            market = self.replay.market
+            if isinstance(market, RecordedMarket):
+                market.observe(observation)
+
+    async def deliver(self, message: RecordedMessage) -> None:
+        """A Telegram message of the session's groups arrives now."""
+        tape_message = session_message(self._groups, message, float(self._start))
+        await self.replay.deliver(attrs.evolve(tape_message, at=self.clock.time()))
+
     async def finish(self) -> str:
-        """Stop the pipeline and the feed; the summary of what happened."""
+        """The summary of what happened."""
         if self.dashboard is not None:
             self.dashboard.set_rate(0.0)  # the simulated clock stops with the session
-        await self._stop_pipeline()
-        return _summary(
-            self._metrics, self._sink, self._scored, self._session, self.gateway, self._peak
-        )
-
-    async def _stop_pipeline(self) -> None:
-        if self._pipeline is None:
-            return
-        self._pipe_stop.set()
-        pipeline, self._pipeline = self._pipeline, None
-        try:
-            await pipeline
-        finally:
-            await self._feed.aclose()
-            await self.parts.events.drain()
+        return _summary(self.replay, self._sink, self._session)
 
     async def close(self) -> None:
-        """Stop everything started here."""
-        try:
-            await self._stop_pipeline()
-        finally:
-            self._stop.set()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop the dashboard and the web server."""
+        self._stop.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _sample(metrics: Metrics, name: str, **labels: str) -> int:
@@ -353,24 +296,21 @@ def _by_label(metrics: Metrics, metric: str, label: str) -> dict[str, int]:
     return {k: v for k, v in sorted(found.items()) if v}
 
 
-def _summary(
-    metrics: Metrics,
-    sink: PrintSink,
-    scored: dict[str, Scored],
-    session: dict[str, Any],
-    gateway: ReplayGateway,
-    peak: dict[str, int],
-) -> str:
+def _summary(replay: Replay, sink: PrintSink, session: dict[str, Any]) -> str:
+    metrics = replay.metrics
     symbols = {
         p["baseToken"]["address"]: p["baseToken"]["symbol"] for p in session["dexscreener"]["pairs"]
     }
+    peak = dict.fromkeys(symbols, 0)
+    for level in replay.result().levels:
+        if level.token in peak:
+            peak[level.token] = max(peak[level.token], level.level)
     recorded = _by_label(metrics, "callsbot_mentions_recorded_total", "kind")
     rejected = _by_label(metrics, "callsbot_mentions_rejected_total", "reason")
     feed = _by_label(metrics, "callsbot_feed_items_total", "outcome")
-    seen = feed.pop("seen", 0)
     by_count = collections.Counter(min(n, 3) for n in peak.values())
     rows = [
-        ("Telegram messages replayed", str(gateway.delivered_count)),
+        ("Telegram messages replayed", str(replay.delivered)),
         ("mentions recorded", f"{sum(recorded.values())} ({_fmt(recorded)})"),
         ("mentions rejected", f"{sum(rejected.values())} ({_fmt(rejected)})"),
         (
@@ -380,13 +320,14 @@ def _summary(
                 for k, v in sorted(by_count.items())
             ),
         ),
-        ("Cielo feed items", f"{_fmt(feed)} (and {seen} re-served by later polls)"),
+        ("Cielo feed items", _fmt(feed)),
         ("alerts", ", ".join(f"${a.symbol}" for a in sink.sent) or "none"),
     ]
     width = max(len(k) for k, _ in rows)
     lines = ["", "──── summary ────"]
     lines += [f"{k.ljust(width)}  {v}" for k, v in rows]
     lines += ["", "scored tokens:"]
+    scored: dict[str, Scored] = replay.scored
     for token, result in scored.items():
         card = result.card
         line = f"  ${symbols.get(token, token[:6]):<9} {result.outcome:<15}"

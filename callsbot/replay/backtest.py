@@ -163,7 +163,7 @@ class Backtest:
         split_at: where training ends and reporting starts (``None``: no split).
         rule: the exit rule.
         wall_seconds: the wall time of all replays.
-        cpu_seconds: the sum of the replays' own times.
+        replay_seconds: the sum of the replays' own (wall) times.
         workers: how many processes ran them.
     """
 
@@ -175,7 +175,7 @@ class Backtest:
     split_at: float | None
     rule: ExitRule
     wall_seconds: float
-    cpu_seconds: float
+    replay_seconds: float
     workers: int
 
     @property
@@ -234,7 +234,7 @@ def evaluate(
         split_at=split_at,
         rule=rule,
         wall_seconds=wall_seconds,
-        cpu_seconds=sum(r.seconds for r in runs),
+        replay_seconds=sum(r.seconds for r in runs),
         workers=workers,
     )
 

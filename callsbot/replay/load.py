@@ -46,7 +46,12 @@ from callsbot.replay.tape import (
 )
 from callsbot.sources.cielo import MalformedItem, classify_item
 from callsbot.sources.export import ExportError, read_export
-from callsbot.sources.replay import Recording, channel_peer_id, telethon_entity
+from callsbot.sources.replay import (
+    RecordedMessage,
+    Recording,
+    channel_peer_id,
+    telethon_entity,
+)
 
 #: The demo's step: the listener's heartbeat interval, in which the session was captured.
 SESSION_STEP = 5.0
@@ -155,6 +160,40 @@ def tape_from_history(lines: Iterable[str], *, source: str = "history export") -
 # -- the demo's session ------------------------------------------------------------------------
 
 
+def session_message(
+    groups: Mapping[str, tuple[int, str | None]], m: RecordedMessage, start: float
+) -> TapeMessage:
+    """One recorded Telegram message as the listener would hand it over, dated on delivery.
+
+    Entities go through the Telethon entity classes and back, as a live message's do.
+    """
+    channel_id, username = groups[m.group]
+    chat_id = channel_peer_id(channel_id)
+    holder = types.SimpleNamespace(entities=[telethon_entity(e) for e in m.entities])
+    message = IncomingMessage(
+        chat_id=chat_id,
+        group=f"@{username}" if username else str(chat_id),
+        message_id=m.id,
+        ts=int(start + m.at),
+        text=m.text,
+        entities=entities_from_telethon(holder),
+        source="edit" if m.edit else "live",
+        forward=ForwardHeader() if m.forwarded else None,
+    )
+    return TapeMessage(start + m.at, message, dated_at_delivery=True)
+
+
+def pair_observations(raw_pairs: Iterable[Any], at: float) -> list[Observation]:
+    """DexScreener pair objects as what the validator would have observed at ``at``: the
+    snapshot of every token they trade, from its best pair."""
+    pairs = [p for p in (parse_pair(raw) for raw in raw_pairs) if p is not None]
+    tokens = {(p.chain, t.address) for p in pairs for t in (p.base, p.quote) if t.address}
+    return [
+        Observation(at, chain, token, snapshot_of(token, chain, pairs))
+        for chain, token in sorted(tokens)
+    ]
+
+
 def tape_from_session(data: Mapping[str, Any], *, source: str = "demo session") -> Tape:
     """A tape from the demo's session file (``callsbot/demo/data/session.json``'s shape).
 
@@ -173,22 +212,7 @@ def tape_from_session(data: Mapping[str, Any], *, source: str = "demo session") 
         limited = [float(r) for r in data["dexscreener"].get("rate_limited_at", [])]
     except (KeyError, TypeError, ValueError) as exc:
         raise TapeError(f"not a demo session: {exc!r}") from None
-    messages: list[TapeMessage] = []
-    for m in telegram.messages:
-        channel_id, username = telegram.groups[m.group]
-        chat_id = channel_peer_id(channel_id)
-        holder = types.SimpleNamespace(entities=[telethon_entity(e) for e in m.entities])
-        message = IncomingMessage(
-            chat_id=chat_id,
-            group=f"@{username}" if username else str(chat_id),
-            message_id=m.id,
-            ts=int(start + m.at),
-            text=m.text,
-            entities=entities_from_telethon(holder),
-            source="edit" if m.edit else "live",
-            forward=ForwardHeader() if m.forwarded else None,
-        )
-        messages.append(TapeMessage(start + m.at, message, dated_at_delivery=True))
+    messages = [session_message(telegram.groups, m, start) for m in telegram.messages]
     buys: list[TapeBuy] = []
     skipped: list[FeedSkip] = []
     for entry in feed:
@@ -201,12 +225,7 @@ def tape_from_session(data: Mapping[str, Any], *, source: str = "demo session") 
             buys.append(TapeBuy(at, buy))
         else:
             skipped.append(FeedSkip(at, kind))
-    pairs = [p for p in (parse_pair(raw) for raw in raw_pairs) if p is not None]
-    tokens = {(p.chain, t.address) for p in pairs for t in (p.base, p.quote) if t.address}
-    observations = [
-        Observation(start, chain, token, snapshot_of(token, chain, pairs))
-        for chain, token in sorted(tokens)
-    ]
+    observations = pair_observations(raw_pairs, start)
     outages = []
     for r in limited:
         # The demo sets the 429 at the step that reaches the recorded moment.

@@ -134,7 +134,7 @@ def render_table(bt: Backtest) -> str:
     )
     lines.append(
         f"{len(bt.rows)} configurations in {bt.wall_seconds:.1f} s wall "
-        f"({bt.cpu_seconds:.1f} s of replays, {bt.workers} process(es))"
+        f"({bt.replay_seconds:.1f} s of replays, {bt.workers} process(es))"
     )
     return "\n".join(lines)
 
@@ -192,7 +192,7 @@ def backtest_json(bt: Backtest) -> dict[str, Any]:
             "fee": bt.rule.fee,
         },
         "wall_seconds": round(bt.wall_seconds, 3),
-        "cpu_seconds": round(bt.cpu_seconds, 3),
+        "replay_seconds": round(bt.replay_seconds, 3),
         "workers": bt.workers,
         "rows": [
             {
