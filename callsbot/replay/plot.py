@@ -9,6 +9,7 @@ through its Agg canvas only (no display, no pyplot state).
 from __future__ import annotations
 
 import os
+import textwrap
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -23,13 +24,15 @@ def build_figure(bt: Backtest) -> Figure:
     FigureCanvasAgg(figure)
     axes = figure.subplots()
     left_out: list[str] = []
+    # Red is the deployed configuration's; the others cycle through the rest of the palette.
+    palette = [f"C{k}" for k in range(10) if k != 3]
     for i, row in enumerate(bt.rows):
         f = row.report
         if f.display is Display.HIDDEN or f.win.rate is None:
             left_out.append(f"{row.config.label} (n={f.n})")
             continue
         y = f.win.rate
-        colour = "C3" if row.config.deployed else f"C{i % 10 if i % 10 != 3 else 0}"
+        colour = "C3" if row.config.deployed else palette[i % len(palette)]
         hollow = f.display is Display.LOW_N
         axes.errorbar(
             [f.alerts_per_day],
@@ -59,10 +62,11 @@ def build_figure(bt: Backtest) -> Figure:
     axes.set_title(title)
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc="upper right", fontsize="small")
-    if left_out:
-        figure.text(0.01, 0.01, "n<10, not drawn: " + "; ".join(left_out), fontsize="x-small")
-    figure.tight_layout(rect=(0, 0.04 if left_out else 0, 1, 1))
+        axes.legend(loc="best", fontsize="small")
+    lines = textwrap.wrap("n<10, not drawn: " + "; ".join(left_out), 140) if left_out else []
+    if lines:
+        figure.text(0.01, 0.01, "\n".join(lines[:4]), fontsize="x-small", va="bottom")
+    figure.tight_layout(rect=(0, 0.03 * min(len(lines), 4), 1, 1))
     return figure
 
 

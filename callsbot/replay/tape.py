@@ -164,17 +164,3 @@ class Tape:
     def days(self) -> float:
         """The recording's length in days."""
         return max(self.end - self.start, 0.0) / 86400.0
-
-    def until(self, t: float) -> Tape:
-        """This tape cut at ``t``: only what became visible at or before ``t`` (tests)."""
-        return attrs.evolve(
-            self,
-            end=min(self.end, t),
-            messages=tuple(m for m in self.messages if m.at <= t),
-            buys=tuple(b for b in self.buys if b.at <= t),
-            skipped=tuple(s for s in self.skipped if s.at <= t),
-            observations=tuple(o for o in self.observations if o.at <= t),
-            outages=tuple(o for o in self.outages if o.start <= t),
-            resolutions=tuple(r for r in self.resolutions if r.at <= t),
-            recorded_alerts=tuple(a for a in self.recorded_alerts if a.at <= t),
-        )

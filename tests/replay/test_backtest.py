@@ -265,3 +265,47 @@ def test_a_split_chooses_on_older_days_and_reports_on_newer_ones() -> None:
     assert "chosen on alerts before" in text
     assert json.loads(render_json(bt))["rows"][1]["chosen"] is True
     assert render_csv(bt).splitlines()[2].split(",")[2] == "True"
+
+
+def test_an_export_is_replayed_on_the_approximate_gate_and_says_so(tmp_path: Path) -> None:
+    from callsbot.replay.candles import load_paths
+    from tests.tg import mint
+
+    token = mint(4242)
+    start = 1_800_000_000
+    doc = {
+        "name": "Alpha",
+        "type": "public_channel",
+        "id": 1987654321,
+        "messages": [
+            {
+                "id": i,
+                "type": "message",
+                "date_unixtime": str(start + 600 * i),
+                "text": f"CA: {token}",
+                "text_entities": [{"type": "plain", "text": f"CA: {token}"}],
+            }
+            for i in range(1, 4)
+        ],
+    }
+    export_file = tmp_path / "result.json"
+    export_file.write_text(json.dumps(doc), encoding="utf-8")
+    rows = [Candle(start + 60 * i, 1.0, 1.1, 0.9, 1.0, 2_000.0) for i in range(60)]
+    body = ohlcv_body(rows, base=token, quote=WSOL)
+    (tmp_path / "ohlcv.json").write_text(
+        json.dumps(envelope("PoolX", token, Timeframe.MINUTE, body, fetched_at=start + 3600)),
+        encoding="utf-8",
+    )
+    assert token in load_paths(tmp_path / "ohlcv.json")
+    code, out, err = run_cli(
+        str(export_file), "--candles", str(tmp_path / "ohlcv.json"), "--group", "@alpha"
+    )
+    assert code == 0, err
+    assert "APPROXIMATE GATE" in out
+    assert "gate: approximate gate" in out
+    code, out, _ = run_cli(
+        str(export_file), "--candles", str(tmp_path / "ohlcv.json"), "--format", "json"
+    )
+    doc_out = json.loads(out)
+    assert doc_out["approximate"] is True
+    assert doc_out["rows"][0]["report"]["alerts"] == 0  # an export has no buys to score
