@@ -24,6 +24,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from bench import buy_alert, cases, dashboard, deciding_call, recorder_overhead
+from bench.backtest import case_backtest
 from bench.history import case_history
 from bench.report import Row, machine, table, write_json
 from bench.tracker import case_tracker
@@ -49,6 +50,7 @@ CASES: dict[str, tuple[str, CaseFn]] = {
     "15": ("reputation job", cases.case_reputation_job),
     "17": ("worst message at Telegram's limits", cases.case_limits),
     "11": ("outcome tracker", case_tracker),
+    "12": ("backtest", case_backtest),
 }
 
 

@@ -714,6 +714,48 @@ def _build(prefix: str, cls: type[T], raw: Mapping[str, Any], *, from_env: bool 
     return cls(**kwargs)
 
 
+def with_overrides(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
+    """``settings`` with some ``section.key`` values replaced, checked by the loader's rules.
+
+    A string value is read as the environment would give it (numbers, booleans, lists as JSON
+    or comma-separated); any other value as config.toml would (a list of tables for
+    ``consensus.tiers``). Secrets cannot be overridden here.
+
+    Raises:
+        ConfigError: naming the key: unknown section or key, a secret, a value of the wrong
+            type, or one a validator (or the section's ``problems()``) refuses.
+    """
+    hints = typing.get_type_hints(Settings)
+    by_section: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if section not in hints or not name:
+            raise ConfigError(key, f"not a setting (sections: {', '.join(hints)})")
+        by_section.setdefault(section, {})[name] = value
+    changed: dict[str, Any] = {}
+    for section, raw in by_section.items():
+        cls = hints[section]
+        fields = {f.name: f for f in attrs.fields(cls)}
+        for name in raw:
+            if name in fields and fields[name].metadata.get("secret"):
+                raise ConfigError(f"{section}.{name}", "is a secret: not overridable here")
+        text = {k: v for k, v in raw.items() if isinstance(v, str)}
+        typed = {k: v for k, v in raw.items() if not isinstance(v, str)}
+        values: dict[str, Any] = {}
+        for part, from_env in ((text, True), (typed, False)):
+            if part:
+                built = _build(section, cls, part, from_env=from_env)
+                values |= {k: getattr(built, k) for k in part}
+        try:
+            updated = attrs.evolve(getattr(settings, section), **values)
+        except ValueError as exc:
+            raise ConfigError(section, str(exc)) from None
+        for key, problem in getattr(updated, "problems", list)():
+            raise ConfigError(f"{section}.{key}", problem)
+        changed[section] = updated
+    return attrs.evolve(settings, **changed)
+
+
 def env_name(section: str, key: str) -> str:
     """The environment variable that overrides ``[section] key``."""
     return f"{ENV_PREFIX}{section}_{key}".upper()

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from callsbot.cli import (
     backfill,
+    backtest,
     check,
     db,
     demo,
@@ -48,6 +49,7 @@ COMMANDS: dict[str, ModuleType] = {
     "history": history,
     "outcome": outcome,
     "report": report,
+    "backtest": backtest,
 }
 
 

@@ -1,0 +1,150 @@
+"""The engine's schedule: what the live processes would have done, at the moment they would."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from callsbot.config import Settings
+from callsbot.models import ForwardHeader
+from callsbot.replay.engine import Periodic, Replay, replay
+from callsbot.replay.tape import TapeMessage
+from tests.replay.factory import GROUPS, T0, TOKENS, buy, message, observation, tape
+
+A, B = TOKENS[0], TOKENS[1]
+
+
+def with_threshold(value: float) -> Settings:
+    s = Settings()
+    return attrs.evolve(s, scoring=attrs.evolve(s.scoring, alert_threshold=value))
+
+
+async def test_a_mention_waits_for_its_snapshot_and_keeps_its_message_date() -> None:
+    tp = tape(
+        [
+            message(T0 + 10, GROUPS[0], A, 1),
+            message(T0 + 12, GROUPS[1], B, 2),
+            message(T0 + 30, GROUPS[1], A, 3),
+        ],
+        [],
+        [observation(T0 + 14, A), observation(T0 + 16, B)],
+        end=T0 + 100,
+    )
+    result = await replay(tp, Settings())
+    got = [(e.token, e.level, e.ts, e.at) for e in result.levels]
+    # Deferred until the snapshot was observed, retried on the 5-second grid, dated as sent.
+    assert got == [
+        (A, 1, int(T0 + 10), T0 + 15),
+        (B, 1, int(T0 + 12), T0 + 20),
+        (A, 2, int(T0 + 30), T0 + 30),
+    ]
+    assert result.mentions == 3
+
+
+async def test_a_buy_is_scored_when_it_was_served_and_alerts_with_the_consensus_then() -> None:
+    tp = tape(
+        [message(T0 + 10, GROUPS[0], A, 1), message(T0 + 20, GROUPS[1], A, 2)],
+        [buy(T0 + 15, A, usd=500.0)],
+        [observation(T0, A)],
+        end=T0 + 100,
+    )
+    result = await replay(tp, with_threshold(8.0))
+    first = result.scores[0]
+    assert first.at == T0 + 15
+    assert first.card.consensus.groups == (GROUPS[0],)
+    # The second group's call makes the scorer react at once, not at its next tick.
+    assert [(e.at, e.alert.card.consensus.groups) for e in result.alerts] == [
+        (T0 + 20, (GROUPS[0], GROUPS[1]))
+    ]
+
+
+async def test_without_reaction_the_tick_would_have_been_later() -> None:
+    tp = tape(
+        [message(T0 + 10, GROUPS[0], A, 1), message(T0 + 20, GROUPS[1], A, 2)],
+        [buy(T0 + 15, A, usd=500.0)],
+        [observation(T0, A)],
+        end=T0 + 100,
+    )
+    engine = Replay(tp, with_threshold(8.0))
+    try:
+        await engine.advance(T0 + 19.9)
+        assert engine.result().alerts == ()
+        assert engine.scorer.watching == (A,)
+        await engine.advance(T0 + 20)
+        assert len(engine.result().alerts) == 1
+    finally:
+        await engine.aclose()
+
+
+async def test_the_cooldown_holds_a_second_alert_back_until_it_ends() -> None:
+    s = with_threshold(5.0)
+    s = attrs.evolve(s, scoring=attrs.evolve(s.scoring, cooldown_seconds=600))
+    tp = tape(
+        [message(T0 + 5, GROUPS[0], A, 1), message(T0 + 5, GROUPS[1], A, 2)],
+        [buy(T0 + 10, A, n=1), buy(T0 + 300, A, n=2), buy(T0 + 700, A, n=3)],
+        [observation(T0, A)],
+        end=T0 + 800,
+    )
+    result = await replay(tp, s)
+    assert [e.at for e in result.alerts] == [T0 + 10, T0 + 700]
+    assert [e.outcome for e in result.scores] == ["alerted", "cooldown", "alerted"]
+
+
+async def test_feed_polls_and_delivery_steps_place_items_on_their_grids() -> None:
+    dated = attrs.evolve(message(T0 + 12, GROUPS[0], A, 1), dated_at_delivery=True)
+    tp = attrs.evolve(
+        tape([dated], [buy(T0 + 31, A)], [observation(T0, A)], end=T0 + 120),
+        step=5.0,
+        feed_poll=True,
+    )
+    result = await replay(tp, Settings())
+    assert [(e.at, e.ts) for e in result.levels] == [(T0 + 15, int(T0 + 15))]
+    assert [e.at for e in result.scores] == [T0 + 60]  # the poll after it was served
+
+
+async def test_the_listener_filters_apply_to_replayed_messages() -> None:
+    fwd = message(T0 + 10, GROUPS[0], A, 1)
+    fwd = TapeMessage(fwd.at, attrs.evolve(fwd.message, forward=ForwardHeader(origin_peer=-1)))
+    empty = TapeMessage(T0 + 11, attrs.evolve(message(T0 + 11, GROUPS[1], A, 2).message, text=""))
+    tp = tape([fwd, empty], [], [observation(T0, A)])
+    s = Settings()
+    skip = attrs.evolve(s, telegram=attrs.evolve(s.telegram, skip_forwards=True))
+    assert (await replay(tp, s)).mentions == 1
+    result = await replay(tp, skip)
+    assert result.mentions == 0
+    assert result.delivered == 2
+
+
+async def test_periodic_jobs_run_on_the_simulated_clock() -> None:
+    tp = tape([message(T0 + 10, GROUPS[0], A, 1)], [], [observation(T0, A)], end=T0 + 1000)
+    engine = Replay(tp, Settings())
+    ran: list[float] = []
+
+    async def job() -> None:
+        ran.append(engine.clock.time())
+
+    engine.add_periodic(Periodic(300.0, job))
+    try:
+        await engine.run()
+    finally:
+        await engine.aclose()
+    assert ran == [T0, T0 + 300, T0 + 600, T0 + 900]
+
+
+async def test_the_engine_refuses_to_sleep() -> None:
+    from callsbot.replay.engine import _never_sleep
+
+    with pytest.raises(RuntimeError, match="sleep"):
+        await _never_sleep(1.0)
+
+
+async def test_nothing_after_the_end_is_played() -> None:
+    tp = tape(
+        [message(T0 + 10, GROUPS[0], A, 1), message(T0 + 500, GROUPS[1], B, 2)],
+        [],
+        [observation(T0, A), observation(T0, B)],
+        end=T0 + 100,
+    )
+    result = await replay(tp, Settings())
+    assert [e.token for e in result.levels] == [A]
+    assert result.end == T0 + 100
