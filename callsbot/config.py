@@ -123,6 +123,10 @@ class StoreSettings:
     retries: int = setting(3, validator=non_negative)
     health_check_interval: int = setting(15, validator=non_negative)
     heartbeat_interval: float = setting(5.0, validator=positive)
+    probe_interval_seconds: float = setting(2.0, validator=positive)
+    probe_timeout_seconds: float = setting(1.0, validator=positive)
+    max_clock_skew_seconds: float = setting(300.0, validator=positive)
+    allow_eviction: bool = setting(False)
 
 
 @attrs.frozen

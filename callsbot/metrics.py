@@ -61,6 +61,8 @@ class Metrics:
     history_buffer: Gauge
     history_up: Gauge
     history_write_seconds: Histogram
+    store_state: Gauge
+    store_clock_skew: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -187,6 +189,18 @@ class Metrics:
                 "Duration of one history batch write",
                 registry=r,
                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+            ),
+            store_state=_gauge(
+                r,
+                "callsbot_store_state",
+                "1 for each problem the last store probe found (ok, timeout, connection, oom, "
+                "readonly, noperm, auth, tls, error, eviction, skew), else 0",
+                "state",
+            ),
+            store_clock_skew=_gauge(
+                r,
+                "callsbot_store_clock_skew_seconds",
+                "This process's clock minus the store's (Redis TIME), at the last probe",
             ),
         )
 

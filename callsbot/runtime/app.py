@@ -17,11 +17,13 @@ import contextlib
 import logging
 from pathlib import Path
 
+from callsbot.bridge import process_origin
 from callsbot.clock import Clock
 from callsbot.config import Settings
-from callsbot.errors import FatalError, StoreError
+from callsbot.errors import FatalError
 from callsbot.metrics import Metrics
 from callsbot.runtime import roles
+from callsbot.runtime.probes import check_at_start
 from callsbot.runtime.service import Service, run_service
 
 log = logging.getLogger("callsbot")
@@ -44,12 +46,12 @@ async def run(
             parts = await stack.enter_async_context(
                 roles.open_parts(settings, clock=clock, metrics=metrics)
             )
-            try:
-                await parts.store.ping()
-            except StoreError as exc:
-                log.warning("store not reachable at start (%s); continuing, it is retried", exc)
+            # Credentials, rights, TLS and the eviction policy: a mistake here ends the start
+            # (exit 2) instead of running on "degraded" for ever; an outage only warns.
+            origin = process_origin(role)
+            await check_at_start(parts.store, settings.store, name=origin)
             log.info("callsbot starting: roles=%s store=%s", ",".join(names), safe_url(settings))
-            services: list[Service] = [parts.events, roles.build_store_probe(parts)]
+            services: list[Service] = [parts.events, roles.build_store_probe(parts, name=origin)]
             for name in names:
                 services += await stack.enter_async_context(
                     roles.role_services(parts, name, stop=stop, replay=replay)

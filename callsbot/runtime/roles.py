@@ -311,13 +311,20 @@ async def open_recorder(
         await store.aclose()
 
 
-def build_store_probe(parts: Parts) -> StoreProbe:
-    """The store's readiness probe (cached; refreshed every heartbeat interval)."""
+def build_store_probe(parts: Parts, *, name: str = "process") -> StoreProbe:
+    """The store's readiness probe (cached; a write every ``store.probe_interval_seconds``).
+
+    ``name`` names this process's probe key (``bridge.process_origin(role)`` in ``run``).
+    """
+    s = parts.settings.store
     return StoreProbe(
         parts.store,
         clock=parts.clock,
         metrics=parts.metrics,
-        interval=parts.settings.store.heartbeat_interval,
+        interval=s.probe_interval_seconds,
+        timeout=s.probe_timeout_seconds,
+        settings=s,
+        name=name,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Self
 import attrs
 
 from callsbot.clock import Clock, unix_seconds
+from callsbot.errors import StoreError
 
 
 class MentionWindow(abc.ABC):
@@ -145,6 +146,50 @@ class Liveness(abc.ABC):
 
         Raises:
             StoreError: it does not.
+        """
+
+    @abc.abstractmethod
+    async def probe_write(self, name: str) -> None:
+        """Do what every write needs: a real write (with a short TTL) through a loaded script.
+
+        A PING answers while every write fails (memory full, a read-only user or replica), so
+        readiness and the startup checks write instead.
+
+        Raises:
+            StoreError: the write was refused; :attr:`~callsbot.errors.StoreError.fault` says why.
+        """
+
+    @abc.abstractmethod
+    async def sync_clock(self) -> float:
+        """Measure this process's clock against the store's and adopt the store's time.
+
+        Heartbeat ages and window edges are then measured on the store's clock, so processes
+        whose clocks disagree still agree on them. A skew beyond the backend's limit is not
+        adopted (one of the clocks is broken, and which one cannot be told from here); it is
+        reported instead.
+
+        Returns:
+            Seconds this process's clock is ahead of the store's (negative: behind).
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    async def diagnose(self, error: StoreError) -> StoreError:
+        """Look closer at a failure to reach the store; a backend may name a better fault.
+
+        Returns:
+            ``error`` itself, or a more precise one (a TLS handshake that timed out because the
+            server speaks plain text is a configuration mistake, not an outage).
+        """
+        return error
+
+    @abc.abstractmethod
+    async def eviction_policy(self) -> str | None:
+        """The store's eviction policy (Redis ``maxmemory-policy``), ``None`` if it has none.
+
+        Raises:
+            StoreError: could not ask (a user without the right to ``CONFIG GET``: ``noperm``).
         """
 
 

@@ -28,6 +28,11 @@ def heartbeat(role: str) -> str:
     return f"{PREFIX}:heartbeat:{role}"
 
 
+def probe(name: str) -> str:
+    """String written by a process's readiness probe (a real write; short TTL)."""
+    return f"{PREFIX}:probe:{name}"
+
+
 def claim(key: str) -> str:
     """String set with NX for "first one wins" claims (alerts, seen messages, seen txs)."""
     return f"{PREFIX}:claim:{key}"

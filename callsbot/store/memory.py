@@ -117,6 +117,15 @@ class MemoryStore(SignalStore):
     async def ping(self) -> None:
         return None
 
+    async def probe_write(self, name: str) -> None:
+        return None
+
+    async def sync_clock(self) -> float:
+        return 0.0  # one process, one clock
+
+    async def eviction_policy(self) -> str | None:
+        return None
+
     # -- event stream --------------------------------------------------------------------------
 
     async def append(

@@ -1,23 +1,42 @@
-"""Redis store: lets the aggregator and the scorer run as separate processes."""
+"""Redis store: lets the aggregator and the scorer run as separate processes.
+
+Time: every score, cutoff and heartbeat is on the store's clock (Redis ``TIME``), measured by
+:meth:`RedisStore.sync_clock` (the readiness probe calls it), so processes on hosts whose
+clocks disagree by minutes still agree on window edges and heartbeat ages.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
+    AuthorizationError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callsbot.clock import Clock
-from callsbot.errors import StoreError
+from callsbot.errors import StoreError, StoreFault
 from callsbot.store import keys
 from callsbot.store.base import SignalStore, StreamEntry
+
+log = logging.getLogger("callsbot.store")
 
 #: Most mentions written in one MULTI/EXEC; bounds the size of one round trip.
 _MAX_BATCH = 512
@@ -30,6 +49,17 @@ if (not cur) or tonumber(cur) < tonumber(ARGV[2]) then
 end
 return tonumber(cur)
 """
+
+#: The readiness probe's write: loading and running it needs what every write of ours needs.
+_PROBE = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+#: Seconds a probe key lives.
+_PROBE_TTL = 60
+#: Seconds :meth:`RedisStore.diagnose` waits for a plain-text answer.
+_DIAGNOSE_TIMEOUT = 0.5
 
 #: token, group, clamped ts, optional (claim key, ttl), the caller's future.
 _Pending = tuple[str, str, int, "tuple[str, int] | None", "asyncio.Future[int | None]"]
@@ -71,16 +101,61 @@ class RedisStore(SignalStore):
     Args:
         client: a redis.asyncio client with ``decode_responses=True`` (see :func:`build_client`).
         window: sliding-window length in seconds.
-        clock: where "now" comes from; every score and cutoff is computed from it.
+        clock: this process's clock; "now" is this clock plus the offset to Redis ``TIME``
+            that :meth:`sync_clock` measured (none until it is called).
+        max_clock_skew: the largest offset adopted; a larger one is reported, not adopted.
     """
 
-    def __init__(self, client: aioredis.Redis, *, window: int, clock: Clock) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        window: int,
+        clock: Clock,
+        max_clock_skew: float = 300.0,
+    ) -> None:
         super().__init__(window=window, clock=clock)
         self._redis = client
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self._advance = client.register_script(_ADVANCE_CURSOR)
+        self._probe = client.register_script(_PROBE)
+        self._max_skew = max_clock_skew
+        self._offset = 0.0
+        self._skew_reported = False
         self._closed = False
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def now(self) -> int:
+        """The store's clock, integer unix seconds (this clock plus the measured offset)."""
+        return int(self._time())
+
+    def _time(self) -> float:
+        return self.clock.time() + self._offset
+
+    async def sync_clock(self) -> float:
+        before = self.clock.time()
+        seconds, micros = await self._run(self._redis.time(), "time")
+        after = self.clock.time()
+        skew = (before + after) / 2 - (int(seconds) + int(micros) / 1e6)
+        if abs(skew) <= self._max_skew:
+            self._offset = -skew
+            if self._skew_reported:
+                log.info("clock skew back within the limit: %.1fs", skew)
+                self._skew_reported = False
+        else:
+            self._offset = 0.0
+            if not self._skew_reported:
+                log.error(
+                    "CLOCK SKEW: this process's clock is %.0fs %s Redis TIME, over the %.0fs "
+                    "limit; using this process's clock (fix NTP on this host or on Redis's)",
+                    abs(skew),
+                    "ahead of" if skew > 0 else "behind",
+                    self._max_skew,
+                )
+                self._skew_reported = True
+        return skew
 
     @property
     def client(self) -> aioredis.Redis:
@@ -205,7 +280,38 @@ class RedisStore(SignalStore):
         value = await self._run(self._redis.get(keys.heartbeat(role)), "heartbeat_age")
         if value is None:
             return None
-        return max(0.0, self.clock.time() - int(value))
+        return max(0.0, self._time() - int(value))
+
+    async def probe_write(self, name: str) -> None:
+        # SCRIPT LOAD every time: a user may lose the right, and a SCRIPT FLUSH drops the
+        # script; either would otherwise show only on the next cursor write.
+        await self._run(self._redis.script_load(_PROBE), "probe_write")
+        await self._run(
+            self._probe(keys=[keys.probe(name)], args=[self.now(), _PROBE_TTL]), "probe_write"
+        )
+
+    async def diagnose(self, error: StoreError) -> StoreError:
+        pool = self._redis.connection_pool
+        if error.fault not in (StoreFault.TIMEOUT, StoreFault.CONNECTION) or not issubclass(
+            pool.connection_class, SSLConnection
+        ):
+            return error
+        host = str(pool.connection_kwargs.get("host", "localhost"))
+        port = int(pool.connection_kwargs.get("port", 6379))
+        # A plain server never answers a TLS ClientHello (it waits for a line end), so the
+        # handshake only times out. Asking in plain text tells the two apart.
+        if await _speaks_plain_resp(host, port, within=_DIAGNOSE_TIMEOUT):
+            return StoreError(
+                f"rediss:// (TLS) but the server at {host}:{port} answers in plain text: "
+                "use redis:// or enable TLS on the server",
+                fault=StoreFault.TLS,
+            )
+        return error
+
+    async def eviction_policy(self) -> str | None:
+        reply = await self._run(self._redis.config_get("maxmemory-policy"), "eviction_policy")
+        value = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
+        return None if value is None else str(value)
 
     # -- idempotency and cursors ---------------------------------------------------------------
 
@@ -279,4 +385,65 @@ class RedisStore(SignalStore):
         try:
             return await awaitable
         except (TimeoutError, RedisError, OSError) as exc:
-            raise StoreError(f"redis {op} failed: {exc.__class__.__name__}: {exc}") from exc
+            raise StoreError(
+                f"redis {op} failed: {exc.__class__.__name__}: {exc}", fault=fault_of(exc)
+            ) from exc
+
+
+async def _speaks_plain_resp(host: str, port: int, *, within: float) -> bool:
+    """Whether ``host:port`` answers a plain-text PING in the Redis protocol."""
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(within):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"PING\r\n")
+            await writer.drain()
+            first = await reader.read(1)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+    return first in (b"+", b"-")
+
+
+def fault_of(exc: BaseException) -> StoreFault:
+    """What kind of failure a redis-py (or socket) exception is."""
+    text = str(exc)
+    if isinstance(exc, OutOfMemoryError) or "command not allowed when used memory" in text:
+        return StoreFault.OOM
+    # Inside a script Redis 7.0 words a missing right without the NOPERM code.
+    if isinstance(exc, NoPermissionError) or "NOPERM" in text or "can't run this command" in text:
+        return StoreFault.NOPERM
+    if isinstance(exc, ReadOnlyError) or "READONLY" in text:
+        return StoreFault.READONLY
+    if (
+        isinstance(
+            exc, AuthenticationError | AuthorizationError | AuthenticationWrongNumberOfArgsError
+        )
+        or "WRONGPASS" in text
+        or "NOAUTH" in text
+    ):
+        return StoreFault.AUTH
+    if _caused_by_tls(exc):
+        return StoreFault.TLS
+    # The builtin TimeoutError is an OSError: it must be told apart before connection errors.
+    if isinstance(exc, TimeoutError | RedisTimeoutError):
+        return StoreFault.TIMEOUT
+    if isinstance(exc, RedisConnectionError | OSError):
+        return StoreFault.CONNECTION
+    return StoreFault.ERROR
+
+
+def _caused_by_tls(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        # redis-py re-raises a handshake failure as its ConnectionError, OpenSSL's words kept.
+        if isinstance(current, ssl.SSLError) or "[SSL" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

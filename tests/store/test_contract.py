@@ -206,3 +206,8 @@ class TestEventStreamContract:
         await store.save_position("web", "7-0")
         assert await store.position("scorer") == "5-0"
         assert await store.position("web") == "7-0"
+
+    async def test_a_write_probe_and_the_store_clock(self, store: SignalStore) -> None:
+        await store.probe_write("test")
+        assert isinstance(await store.sync_clock(), float)
+        assert await store.eviction_policy() in (None, "noeviction")
