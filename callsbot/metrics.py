@@ -63,6 +63,8 @@ class Metrics:
     history_write_seconds: Histogram
     store_state: Gauge
     store_clock_skew: Gauge
+    window_whole: Gauge
+    window_rebuilds: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -201,6 +203,17 @@ class Metrics:
                 r,
                 "callsbot_store_clock_skew_seconds",
                 "This process's clock minus the store's (Redis TIME), at the last probe",
+            ),
+            window_whole=_gauge(
+                r,
+                "callsbot_window_whole",
+                "1 while the window store holds the whole window, 0 while it is rebuilt",
+            ),
+            window_rebuilds=_counter(
+                r,
+                "callsbot_window_rebuilds",
+                "Rebuilds of the window from the history, by why (start, lost, rolled_back)",
+                "why",
             ),
         )
 

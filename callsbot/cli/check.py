@@ -1,8 +1,9 @@
-"""``python -m callsbot check``: config valid, store usable, heartbeats fresh.
+"""``python -m callsbot check``: config valid, store usable, window whole, heartbeats fresh.
 
 Exit 0 when everything holds, 1 otherwise. The store is looked at as ``run``'s startup checks
 and the readiness probe do (:func:`callsbot.runtime.probes.inspect_store`): a write through a
-script, the clock against Redis ``TIME``, the eviction policy, then the heartbeats.
+script, the clock against Redis ``TIME``, the eviction policy, then the window's generation
+marker and the heartbeats.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from callsbot.store import open_store
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Declare ``check``."""
-    sub.add_parser("check", help="config valid, store usable, heartbeats fresh")
+    sub.add_parser("check", help="config valid, store usable, window whole, heartbeats fresh")
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -70,6 +71,13 @@ async def check(settings: Settings, *, clock: Clock | None = None) -> int:
             allowed = " (store.allow_eviction = true)" if evicts(found.policy) else ""
             print(f"eviction: maxmemory-policy {found.policy}{allowed}")
         try:
+            state = await store.window_state()
+            problem = state.problem()
+            if problem is None:
+                print(f"window: whole (generation {state.generation})")
+            else:
+                print(f"window: NOT WHOLE — {problem}")
+                ok = False
             limit = settings.consensus.heartbeat_stale_seconds
             for role in ("aggregator", "scorer"):
                 age = await store.heartbeat_age(role)

@@ -61,6 +61,13 @@ async def run(
             recorder = await stack.enter_async_context(roles.open_recorder(parts))
             if recorder is not None:
                 services.append(recorder)
+            if "aggregator" in names:
+                keeper = roles.build_keeper(parts, recorder)
+                # The first check (a rebuild from the history) before anything reads the
+                # window: a one-process start fills its new memory store before the scorer
+                # and the dashboard look, instead of showing them an empty window.
+                await keeper.check()
+                services.append(keeper)
             if settings.web.enabled:
                 dashboard = None
                 if settings.web.dashboard:

@@ -47,6 +47,7 @@ from callsbot.history.sql import open_history
 from callsbot.market.gate import open_market
 from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
+from callsbot.runtime.keeper import WindowKeeper
 from callsbot.runtime.probes import StoreProbe
 from callsbot.runtime.service import Service
 from callsbot.scorer import FeedSource, Scorer
@@ -325,6 +326,20 @@ def build_store_probe(parts: Parts, *, name: str = "process") -> StoreProbe:
         timeout=s.probe_timeout_seconds,
         settings=s,
         name=name,
+    )
+
+
+def build_keeper(parts: Parts, recorder: HistoryRecorder | None) -> WindowKeeper:
+    """The window keeper of the aggregator's process: rebuilds the window from ``recorder``'s
+    history (and its unwritten events) when the store lost it; without a recorder it can only
+    wait a window out."""
+    return WindowKeeper(
+        parts.store,
+        recorder.history if recorder is not None else None,
+        settings=parts.settings,
+        clock=parts.clock,
+        metrics=parts.metrics,
+        unwritten=recorder.unwritten if recorder is not None else None,
     )
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from callsbot.clock import Clock
 from callsbot.config import StoreSettings
-from callsbot.store.base import SignalStore
+from callsbot.store.base import SignalStore, WindowState, WindowUnavailable
 from callsbot.store.memory import MemoryStore
 
-__all__ = ["MemoryStore", "SignalStore", "open_store"]
+__all__ = ["MemoryStore", "SignalStore", "WindowState", "WindowUnavailable", "open_store"]
 
 
 def open_store(settings: StoreSettings, *, clock: Clock) -> SignalStore:

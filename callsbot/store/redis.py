@@ -34,7 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from callsbot.clock import Clock
 from callsbot.errors import StoreError, StoreFault
 from callsbot.store import keys
-from callsbot.store.base import SignalStore, StreamEntry
+from callsbot.store.base import SignalStore, StreamEntry, WindowState, WindowUnavailable
 
 log = logging.getLogger("callsbot.store")
 
@@ -48,6 +48,23 @@ if (not cur) or tonumber(cur) < tonumber(ARGV[2]) then
   return tonumber(ARGV[2])
 end
 return tonumber(cur)
+"""
+
+#: Counts one keeper check when the marker names the caller's generation; returns the marker.
+_WINDOW_STATE = """
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'generation') == ARGV[1] then
+  redis.call('HINCRBY', KEYS[1], 'checks', 1)
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+_FINISH_REBUILD = """
+if redis.call('HGET', KEYS[1], 'generation') == ARGV[1]
+   and redis.call('HGET', KEYS[1], 'state') == 'rebuilding' then
+  redis.call('HSET', KEYS[1], 'state', 'ready', 'since', ARGV[2])
+  return 1
+end
+return 0
 """
 
 #: The readiness probe's write: loading and running it needs what every write of ours needs.
@@ -119,6 +136,8 @@ class RedisStore(SignalStore):
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self._advance = client.register_script(_ADVANCE_CURSOR)
+        self._window_state = client.register_script(_WINDOW_STATE)
+        self._finish = client.register_script(_FINISH_REBUILD)
         self._probe = client.register_script(_PROBE)
         self._max_skew = max_clock_skew
         self._offset = 0.0
@@ -229,29 +248,44 @@ class RedisStore(SignalStore):
             counts.append(int(card) if won else None)
         return counts
 
+    def _guarded(self) -> Any:
+        """A pipeline whose first reply is the marker's state (see :meth:`_whole`)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hmget(keys.WINDOW, "generation", "state")
+        return pipe
+
+    @staticmethod
+    def _whole(marker: list[str | None]) -> None:
+        generation, state = marker
+        problem = WindowState(generation, state == "ready").problem()
+        if problem is not None:
+            raise WindowUnavailable(problem)
+
     async def groups(self, token: str) -> dict[str, int]:
         cutoff = self.now() - self.window
-        rows = await self._run(
-            self._redis.zrangebyscore(keys.token(token), f"({cutoff}", "+inf", withscores=True),
-            "groups",
-        )
+        pipe = self._guarded()
+        pipe.zrangebyscore(keys.token(token), f"({cutoff}", "+inf", withscores=True)
+        marker, rows = await self._run(pipe.execute(), "groups")
+        self._whole(marker)
         return {str(member): int(score) for member, score in rows}
 
     async def counts(self, tokens: Sequence[str]) -> dict[str, int]:
         if not tokens:
             return {}
         cutoff = f"({self.now() - self.window}"
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._guarded()
         for token in tokens:
             pipe.zcount(keys.token(token), cutoff, "+inf")
-        replies = await self._run(pipe.execute(), "counts")
+        marker, *replies = await self._run(pipe.execute(), "counts")
+        self._whole(marker)
         return {token: int(n) for token, n in zip(tokens, replies, strict=True)}
 
     async def active_tokens(self) -> list[str]:
         cutoff = self.now() - self.window
-        rows = await self._run(
-            self._redis.zrevrangebyscore(keys.ACTIVE, "+inf", f"({cutoff}"), "active_tokens"
-        )
+        pipe = self._guarded()
+        pipe.zrevrangebyscore(keys.ACTIVE, "+inf", f"({cutoff}")
+        marker, rows = await self._run(pipe.execute(), "active_tokens")
+        self._whole(marker)
         return [str(t) for t in rows]
 
     async def snapshot(self) -> dict[str, dict[str, int]]:
@@ -259,15 +293,52 @@ class RedisStore(SignalStore):
         if not tokens:
             return {}
         cutoff = f"({self.now() - self.window}"
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._guarded()
         for token in tokens:
             pipe.zrangebyscore(keys.token(token), cutoff, "+inf", withscores=True)
-        replies = await self._run(pipe.execute(), "snapshot")
+        marker, *replies = await self._run(pipe.execute(), "snapshot")
+        self._whole(marker)
         return {
             token: {str(m): int(s) for m, s in rows}
             for token, rows in zip(tokens, replies, strict=True)
             if rows
         }
+
+    # -- the generation marker -----------------------------------------------------------------
+
+    async def window_state(self, *, check: str | None = None) -> WindowState:
+        flat = await self._run(
+            self._window_state(keys=[keys.WINDOW], args=[check or ""]), "window_state"
+        )
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        generation = fields.get("generation")
+        since = fields.get("since")
+        return WindowState(
+            generation=None if generation is None else str(generation),
+            ready=fields.get("state") == "ready",
+            checks=int(fields.get("checks") or 0),
+            since=None if since is None else float(since),
+        )
+
+    async def begin_rebuild(self, generation: str) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(keys.WINDOW)
+        pipe.hset(
+            keys.WINDOW,
+            mapping={
+                "generation": generation,
+                "state": "rebuilding",
+                "since": self._time(),
+                "checks": 0,
+            },
+        )
+        await self._run(pipe.execute(), "begin_rebuild")
+
+    async def finish_rebuild(self, generation: str) -> bool:
+        done = await self._run(
+            self._finish(keys=[keys.WINDOW], args=[generation, self._time()]), "finish_rebuild"
+        )
+        return bool(done)
 
     # -- liveness ------------------------------------------------------------------------------
 

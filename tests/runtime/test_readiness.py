@@ -22,7 +22,7 @@ from callsbot.runtime.roles import build_listener, build_pipeline, build_store_p
 from callsbot.store.redis import RedisStore
 from callsbot.testing.redis_server import RedisServer
 from callsbot.web import Checked, WebContext, build_app
-from tests.conftest import make_redis_store
+from tests.conftest import make_redis_store, mark_window_whole
 from tests.tg import FakeGateway
 
 #: How long one ``/readyz`` may take, in every state.
@@ -35,6 +35,7 @@ READER = ("--user", "reader", "on", ">reader-pw", "~*", "&*", "+@read", "+@scrip
 def server() -> Iterator[RedisServer]:
     server = RedisServer(config=READER)
     server.start()
+    mark_window_whole(server)
     yield server
     server.stop()  # SIGKILL ends a frozen one too
 

@@ -15,7 +15,7 @@ from callsbot.runtime.roles import build_pipeline, make_parts
 from callsbot.store import keys
 from callsbot.store.redis import RedisStore, build_client
 from callsbot.testing.redis_server import RedisServer
-from tests.conftest import make_redis_store
+from tests.conftest import make_redis_store, mark_window_whole
 from tests.tg import mint
 
 T0 = 1_700_000_000
@@ -47,6 +47,7 @@ def server() -> Iterator[RedisServer]:
         )
     )
     server.start()
+    mark_window_whole(server)
     yield server
     server.stop()
 
