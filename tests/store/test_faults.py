@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from redis.exceptions import NoPermissionError
 
 from callsbot.clock import FakeClock
 from callsbot.config import Settings
 from callsbot.errors import StoreError, StoreFault
 from callsbot.metrics import Metrics
 from callsbot.models import IncomingMessage
+from callsbot.runtime.probes import inspect_store
 from callsbot.runtime.roles import build_pipeline, make_parts
 from callsbot.store import keys
 from callsbot.store.redis import RedisStore, build_client
@@ -144,3 +147,46 @@ async def test_a_dead_port_is_a_connection_fault_and_stays_one(clock: FakeClock)
             await store.ping()
         assert caught.value.fault is StoreFault.CONNECTION
         assert await store.diagnose(caught.value) is caught.value
+
+
+def documented_acl_rules(password: str) -> list[str]:
+    """The rules of the ``ACL SETUSER callsbot …`` line in docs/deploy.md."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
+    [line] = [ln for ln in docs.splitlines() if ln.startswith("ACL SETUSER callsbot ")]
+    return [f">{password}" if rule == ">PASSWORD" else rule for rule in line.split()[3:]]
+
+
+async def test_the_acl_user_of_docs_deploy_md_can_do_everything(clock: FakeClock) -> None:
+    """The rights docs/deploy.md lists are enough for every store operation."""
+    rules = documented_acl_rules("test-pw")
+    server = RedisServer()
+    server.start()
+    try:
+        assert server.command("ACL", "SETUSER", "callsbot", *rules) == "+OK"
+        async with make_redis_store(server.url_for("callsbot", "test-pw"), clock) as store:
+            found = await inspect_store(store, name="acl", within=2.0)
+            assert (found.fault, found.policy) == (None, "noeviction")
+            await store.begin_rebuild("g1")
+            assert await store.finish_rebuild("g1")
+            assert (await store.window_state(check="g1")).checks == 1
+            assert await store.record_once("T", "@a", T0, claim="c", ttl=60) == 1
+            assert await store.record("T", "@b", T0) == 2
+            assert await store.groups("T") == {"@a": T0, "@b": T0}
+            assert await store.counts(["T"]) == {"T": 2}
+            assert await store.snapshot() == {"T": {"@a": T0, "@b": T0}}
+            await store.beat("aggregator", 15)
+            assert await store.heartbeat_age("aggregator") is not None
+            assert await store.claim("k", 60)
+            await store.release("k")
+            assert await store.advance_cursor(keys.chat_cursor(CHAT), 5) == 5
+            assert await store.get_cursor(keys.chat_cursor(CHAT)) == 5
+            [entry] = await store.append([("kind", "{}")], origin="o", maxlen=100)
+            assert [e.id for e in await store.read_after("0-0", count=5, block=0)] == [entry]
+            assert await store.last_id() == entry
+            await store.save_position("scorer", entry)
+            assert await store.position("scorer") == entry
+            # Nothing outside callsbot's prefix.
+            with pytest.raises(NoPermissionError):
+                await store.client.set("other:key", 1)
+    finally:
+        server.stop()
