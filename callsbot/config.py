@@ -216,6 +216,10 @@ class StoreSettings:
     retries: int = setting(3, validator=non_negative(100))
     health_check_interval: int = setting(15, validator=non_negative(HOUR))
     heartbeat_interval: float = setting(5.0, validator=positive(HOUR))
+    probe_interval_seconds: float = setting(2.0, validator=positive(HOUR))
+    probe_timeout_seconds: float = setting(1.0, validator=positive(MINUTE))
+    max_clock_skew_seconds: float = setting(300.0, validator=positive(DAY))
+    allow_eviction: bool = setting(False)
 
 
 @attrs.frozen

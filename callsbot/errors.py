@@ -14,6 +14,8 @@ Adapters subclass these (``CieloAuthError(CredentialsRejected)``,
 
 from __future__ import annotations
 
+import enum
+
 #: Exit status of a configuration error (also used for refused startup checks).
 EXIT_CONFIG = 2
 #: Exit status of any other fatal error.
@@ -64,8 +66,38 @@ class Unavailable(CallsbotError):
     """A peer could not be asked right now; retrying later may work."""
 
 
+class StoreFault(enum.StrEnum):
+    """Why the store could not be asked: readiness, ``check`` and the startup checks name it.
+
+    Some faults are outages (wait, buffer, retry); the others are mistakes a retry cannot fix
+    (:data:`REJECTIONS`), refused at startup and reported as such at run time.
+    """
+
+    TIMEOUT = "timeout"  # no answer in time: frozen, overloaded, a network stall
+    CONNECTION = "connection"  # refused, reset, unreachable
+    OOM = "oom"  # maxmemory reached: writes are refused
+    READONLY = "readonly"  # a replica, or a failover in progress
+    NOPERM = "noperm"  # the ACL user lacks a command or key right callsbot needs
+    AUTH = "auth"  # wrong password or user
+    TLS = "tls"  # rediss:// against a plain server, or a certificate problem
+    REBUILDING = "rebuilding"  # the window lost its data and is not rebuilt yet
+    ERROR = "error"  # any other error reply
+
+
+#: Faults that are configuration mistakes, not outages: startup refuses them (exit 2).
+REJECTIONS = frozenset({StoreFault.AUTH, StoreFault.NOPERM, StoreFault.TLS, StoreFault.READONLY})
+
+
 class StoreError(Unavailable):
-    """The store could not be asked (unreachable, timed out, or answered with an error)."""
+    """The store could not be asked (unreachable, timed out, or answered with an error).
+
+    Attributes:
+        fault: what kind of failure it was (``error`` when nothing more specific is known).
+    """
+
+    def __init__(self, message: str, *, fault: StoreFault = StoreFault.ERROR) -> None:
+        super().__init__(message)
+        self.fault = fault
 
 
 class MarketUnavailable(Unavailable):

@@ -71,6 +71,10 @@ class Metrics:
     tracker_events: Counter
     tracker_fetches: Counter
     tracker_followups: Counter
+    store_state: Gauge
+    store_clock_skew: Gauge
+    window_whole: Gauge
+    window_rebuilds: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -241,6 +245,29 @@ class Metrics:
             ),
             tracker_followups=_counter(
                 r, "callsbot_tracker_followups", "Alert follow-up replies by outcome", "outcome"
+            ),
+            store_state=_gauge(
+                r,
+                "callsbot_store_state",
+                "1 for each problem the last store probe found (ok, timeout, connection, oom, "
+                "readonly, noperm, auth, tls, error, eviction, skew), else 0",
+                "state",
+            ),
+            store_clock_skew=_gauge(
+                r,
+                "callsbot_store_clock_skew_seconds",
+                "This process's clock minus the store's (Redis TIME), at the last probe",
+            ),
+            window_whole=_gauge(
+                r,
+                "callsbot_window_whole",
+                "1 while the window store holds the whole window, 0 while it is rebuilt",
+            ),
+            window_rebuilds=_counter(
+                r,
+                "callsbot_window_rebuilds",
+                "Rebuilds of the window from the history, by why (start, lost, rolled_back)",
+                "why",
             ),
         )
 

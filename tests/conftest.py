@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from callsbot.clock import FakeClock
+from callsbot.store import keys
 from callsbot.store.redis import RedisStore, build_client
 from callsbot.testing.redis_server import RedisServer
 
@@ -20,10 +21,20 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+def mark_window_whole(server: RedisServer) -> None:
+    """Write the generation marker, as the aggregator's keeper does once the window is whole.
+
+    A store without it refuses to read its window (the data may have been lost); an emptied
+    test server holds the whole (empty) window.
+    """
+    server.command("HSET", keys.WINDOW, "generation", "test", "state", "ready", "checks", "0")
+
+
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
-    """URL of the session's redis-server, emptied before each test."""
+    """URL of the session's redis-server, emptied before each test (its window marked whole)."""
     redis_server.flushall()
+    mark_window_whole(redis_server)
     return redis_server.url
 
 

@@ -19,7 +19,7 @@ from callsbot.runtime.roles import build_pipeline, make_parts, open_parts
 from callsbot.store import MemoryStore, SignalStore
 from callsbot.testing.dexscreener import ClockSleep, FakeDexScreener, make_pair
 from callsbot.testing.redis_server import RedisServer
-from tests.conftest import make_redis_store
+from tests.conftest import make_redis_store, mark_window_whole
 from tests.tg import mint
 
 T0 = 1_700_000_000
@@ -248,6 +248,7 @@ async def test_address_cap_counts_what_it_dropped(clock: FakeClock, memory: Memo
 async def test_store_down_buffers_with_original_dates_then_writes(clock: FakeClock) -> None:
     server = RedisServer(persistent=True)
     server.start()
+    mark_window_whole(server)  # persistent: the marker survives the restart with the data
     try:
         async with make_redis_store(server.url, clock) as store, rig(clock, store) as r:
             for i in range(4):
@@ -312,6 +313,7 @@ async def test_what_waits_at_shutdown_is_spooled_and_written_by_the_next_start(
         assert len(spool.read_text().splitlines()) == 3
 
         server.start()
+        mark_window_whole(server)
         try:
             second = r.spooling(spool)
             stop = asyncio.Event()

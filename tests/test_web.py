@@ -12,7 +12,7 @@ from callsbot.clock import FakeClock
 from callsbot.config import Settings
 from callsbot.metrics import Metrics
 from callsbot.models import Buy, IncomingMessage, Verdict
-from callsbot.runtime.probes import StoreProbe
+from callsbot.runtime.probes import STATES, StoreProbe
 from callsbot.runtime.roles import build_listener, build_pipeline, make_parts
 from callsbot.scorer import Scorer
 from callsbot.sources.cielo import PollResult
@@ -103,7 +103,7 @@ async def test_readyz_is_503_with_the_reason_when_the_store_is_down(
     body = await resp.json()
     assert body["status"] == "not ready"
     (reason,) = body["reasons"]
-    assert reason.startswith("store unreachable: redis ping failed: ConnectionError")
+    assert reason.startswith("store unreachable (connection): redis probe_write failed")
 
 
 class OneShotFeed:
@@ -194,7 +194,7 @@ async def test_readyz_lists_every_reason_at_once(
     assert resp.status == 503
     reasons = (await resp.json())["reasons"]
     assert [r.split(":")[0] for r in reasons] == [
-        "store unreachable",
+        "store unreachable (connection)",
         "telegram not connected",
         "feed not polled yet",
     ]
@@ -241,7 +241,7 @@ async def test_metrics_count_mentions_without_naming_a_token(
     # Label values are small fixed sets (and histogram bucket bounds), never addresses.
     labels = {v for v in re.findall(r'="([^"]*)"', text) if not re.fullmatch(r"[0-9.]+|\+Inf", v)}
     events = {"mention_recorded", "level_reached", "metrics", "consensus-log"}
-    assert labels == {"mint", "aggregator"} | events
+    assert labels == {"mint", "aggregator"} | events | set(STATES)
 
 
 async def test_metrics_still_render_when_the_store_is_down(

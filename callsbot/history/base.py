@@ -43,6 +43,14 @@ class HistoryStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def revision(self) -> str | None:
+        """The schema revision in force, ``None`` for a database never migrated (so empty).
+
+        Raises:
+            HistoryUnavailable: the database cannot be reached.
+        """
+
+    @abc.abstractmethod
     async def ping(self) -> None:
         """Return when the database answers; raise HistoryUnavailable otherwise."""
 

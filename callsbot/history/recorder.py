@@ -123,6 +123,15 @@ class HistoryRecorder:
         """Events not yet committed to the database."""
         return len(self._pending)
 
+    @property
+    def history(self) -> HistoryStore:
+        """The history it writes to (the window keeper reads it back)."""
+        return self._history
+
+    def unwritten(self) -> list[Event]:
+        """The events taken but not yet committed, oldest first (a copy)."""
+        return list(self._pending)
+
     # -- the service ---------------------------------------------------------------------------
 
     def health(self) -> list[str]:

@@ -17,12 +17,14 @@ import contextlib
 import logging
 from pathlib import Path
 
+from callsbot.bridge import process_origin
 from callsbot.clock import Clock
 from callsbot.config import Settings
-from callsbot.errors import FatalError, StoreError
+from callsbot.errors import FatalError
 from callsbot.history.sql import open_history
 from callsbot.metrics import Metrics
 from callsbot.runtime import roles
+from callsbot.runtime.probes import check_at_start
 from callsbot.runtime.service import Service, run_service
 
 log = logging.getLogger("callsbot")
@@ -45,13 +47,13 @@ async def run(
             parts = await stack.enter_async_context(
                 roles.open_parts(settings, clock=clock, metrics=metrics)
             )
-            try:
-                await parts.store.ping()
-            except StoreError as exc:
-                log.warning("store not reachable at start (%s); continuing, it is retried", exc)
+            # Credentials, rights, TLS and the eviction policy: a mistake here ends the start
+            # (exit 2) instead of running on "degraded" for ever; an outage only warns.
+            origin = process_origin(role)
+            await check_at_start(parts.store, settings.store, name=origin)
             log.info("callsbot starting: roles=%s store=%s", ",".join(names), safe_url(settings))
             parts.mention_log = await stack.enter_async_context(roles.open_mention_log(parts))
-            services: list[Service] = [parts.events, roles.build_store_probe(parts)]
+            services: list[Service] = [parts.events, roles.build_store_probe(parts, name=origin)]
             history = await stack.enter_async_context(roles.open_history_store(settings))
             for name in names:
                 services += await stack.enter_async_context(
@@ -64,6 +66,13 @@ async def run(
             recorder = await stack.enter_async_context(roles.open_recorder(parts, history=history))
             if recorder is not None:
                 services.append(recorder)
+            if "aggregator" in names:
+                keeper = roles.build_keeper(parts, recorder)
+                # The first check (a rebuild from the history) before anything reads the
+                # window: a one-process start fills its new memory store before the scorer
+                # and the dashboard look, instead of showing them an empty window.
+                await keeper.check()
+                services.append(keeper)
             tracker = None
             if role in ("all", "scorer"):
                 tracker = await stack.enter_async_context(

@@ -62,6 +62,7 @@ from callsbot.outcomes.report import EventKind, build_report
 from callsbot.outcomes.tracker import OutcomeTracker, Replier
 from callsbot.reputation.inputs import Labels, MentionLog
 from callsbot.reputation_job import ReputationJob
+from callsbot.runtime.keeper import WindowKeeper
 from callsbot.runtime.probes import StoreProbe
 from callsbot.runtime.service import Service
 from callsbot.scorer import FeedSource, Scorer
@@ -495,13 +496,34 @@ def outcome_sources(
     return DashboardSources(outcomes=outcomes, scoreboard=scoreboard)
 
 
-def build_store_probe(parts: Parts) -> StoreProbe:
-    """The store's readiness probe (cached; refreshed every heartbeat interval)."""
+def build_store_probe(parts: Parts, *, name: str = "process") -> StoreProbe:
+    """The store's readiness probe (cached; a write every ``store.probe_interval_seconds``).
+
+    ``name`` names this process's probe key (``bridge.process_origin(role)`` in ``run``).
+    """
+    s = parts.settings.store
     return StoreProbe(
         parts.store,
         clock=parts.clock,
         metrics=parts.metrics,
-        interval=parts.settings.store.heartbeat_interval,
+        interval=s.probe_interval_seconds,
+        timeout=s.probe_timeout_seconds,
+        settings=s,
+        name=name,
+    )
+
+
+def build_keeper(parts: Parts, recorder: HistoryRecorder | None) -> WindowKeeper:
+    """The window keeper of the aggregator's process: rebuilds the window from ``recorder``'s
+    history (and its unwritten events) when the store lost it; without a recorder it can only
+    wait a window out."""
+    return WindowKeeper(
+        parts.store,
+        recorder.history if recorder is not None else None,
+        settings=parts.settings,
+        clock=parts.clock,
+        metrics=parts.metrics,
+        unwritten=recorder.unwritten if recorder is not None else None,
     )
 
 

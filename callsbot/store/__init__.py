@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from callsbot.clock import Clock
 from callsbot.config import StoreSettings
-from callsbot.store.base import SignalStore
+from callsbot.store.base import SignalStore, WindowState, WindowUnavailable
 from callsbot.store.memory import MemoryStore
 
-__all__ = ["MemoryStore", "SignalStore", "open_store"]
+__all__ = ["MemoryStore", "SignalStore", "WindowState", "WindowUnavailable", "open_store"]
 
 
 def open_store(settings: StoreSettings, *, clock: Clock) -> SignalStore:
@@ -28,5 +28,10 @@ def open_store(settings: StoreSettings, *, clock: Clock) -> SignalStore:
             retries=settings.retries,
             health_check_interval=settings.health_check_interval,
         )
-        return RedisStore(client, window=settings.window_seconds, clock=clock)
+        return RedisStore(
+            client,
+            window=settings.window_seconds,
+            clock=clock,
+            max_clock_skew=settings.max_clock_skew_seconds,
+        )
     raise ValueError(f"unknown store scheme: {settings.url!r}")  # config validation prevents it

@@ -7,6 +7,10 @@ the mention timestamps: a mention counts while ``now - ts < window``.
 Every method either answers truthfully or raises :class:`StoreError`. No method answers 0,
 ``False`` or an empty result for "could not ask": the scorer must be able to tell "no group
 called this" (a −1 solo penalty) from "the store is away" (a degraded 0).
+
+The same holds for a store that lost its data (a Redis restart without persistence): its window
+is empty, not truthful. A generation marker says the window is whole; without it (lost, or
+rebuilding from the history) every read of the window raises :class:`WindowUnavailable`.
 """
 
 from __future__ import annotations
@@ -19,8 +23,42 @@ from typing import Self
 import attrs
 
 from callsbot.clock import Clock, unix_seconds
+from callsbot.errors import StoreError, StoreFault
 from callsbot.reputation.independence import AtOnceVote
 from callsbot.reputation.snapshot import Reputation
+
+
+class WindowUnavailable(StoreError):
+    """The window lost its data (or was never built) and is not rebuilt yet: a read would lie."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, fault=StoreFault.REBUILDING)
+
+
+@attrs.frozen
+class WindowState:
+    """The generation marker: whether the window is whole, and since when.
+
+    Attributes:
+        generation: id of the build that made the window whole (``None``: no marker at all,
+            the store lost its data or nothing ever built it).
+        ready: the build finished; reads answer. ``False`` while rebuilding or without marker.
+        checks: how many checks the keeper counted on this generation.
+        since: the store's unix time of the last state change (``None`` without marker).
+    """
+
+    generation: str | None
+    ready: bool
+    checks: int = 0
+    since: float | None = None
+
+    def problem(self) -> str | None:
+        """Why reads of the window refuse to answer, or ``None`` when it is whole."""
+        if self.ready:
+            return None
+        if self.generation is None:
+            return "no generation marker: the store lost its data, or the window was never built"
+        return "the window is being rebuilt from the history"
 
 
 class MentionWindow(abc.ABC):
@@ -119,6 +157,41 @@ class MentionWindow(abc.ABC):
                 result[token] = members
         return result
 
+    # -- the generation marker -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def window_state(self, *, check: str | None = None) -> WindowState:
+        """Read the generation marker.
+
+        Args:
+            check: the keeper's own generation: when the marker names it, one check is
+                counted first (atomically), so a count lower than expected shows that the
+                store went back to an older copy of its data.
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    @abc.abstractmethod
+    async def begin_rebuild(self, generation: str) -> None:
+        """Replace the marker by ``generation`` in state ``rebuilding``: reads refuse from now.
+
+        Raises:
+            StoreError: not written.
+        """
+
+    @abc.abstractmethod
+    async def finish_rebuild(self, generation: str) -> bool:
+        """Mark ``generation`` ready, if the marker still says it is being rebuilt.
+
+        Returns:
+            ``False`` when the marker changed meanwhile (the store lost it again, or another
+            build took over): the window is not known to be whole, build again.
+
+        Raises:
+            StoreError: could not ask.
+        """
+
 
 class Liveness(abc.ABC):
     """Heartbeats of the roles, and whether the store answers at all."""
@@ -147,6 +220,50 @@ class Liveness(abc.ABC):
 
         Raises:
             StoreError: it does not.
+        """
+
+    @abc.abstractmethod
+    async def probe_write(self, name: str) -> None:
+        """Do what every write needs: a real write (with a short TTL) through a loaded script.
+
+        A PING answers while every write fails (memory full, a read-only user or replica), so
+        readiness and the startup checks write instead.
+
+        Raises:
+            StoreError: the write was refused; :attr:`~callsbot.errors.StoreError.fault` says why.
+        """
+
+    @abc.abstractmethod
+    async def sync_clock(self) -> float:
+        """Measure this process's clock against the store's and adopt the store's time.
+
+        Heartbeat ages and window edges are then measured on the store's clock, so processes
+        whose clocks disagree still agree on them. A skew beyond the backend's limit is not
+        adopted (one of the clocks is broken, and which one cannot be told from here); it is
+        reported instead.
+
+        Returns:
+            Seconds this process's clock is ahead of the store's (negative: behind).
+
+        Raises:
+            StoreError: could not ask.
+        """
+
+    async def diagnose(self, error: StoreError) -> StoreError:
+        """Look closer at a failure to reach the store; a backend may name a better fault.
+
+        Returns:
+            ``error`` itself, or a more precise one (a TLS handshake that timed out because the
+            server speaks plain text is a configuration mistake, not an outage).
+        """
+        return error
+
+    @abc.abstractmethod
+    async def eviction_policy(self) -> str | None:
+        """The store's eviction policy (Redis ``maxmemory-policy``), ``None`` if it has none.
+
+        Raises:
+            StoreError: could not ask (a user without the right to ``CONFIG GET``: ``noperm``).
         """
 
 

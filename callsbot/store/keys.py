@@ -20,6 +20,12 @@ CURSORS = f"{PREFIX}:cursors"
 EVENTS = f"{PREFIX}:events"
 #: Hash of event-stream readers' positions; field = reader name, value = last entry id handled.
 EVENT_READERS = f"{PREFIX}:events:readers"
+#: Hash marking the window whole (the generation marker); no TTL, it lives as long as the data.
+#: Fields: ``generation`` (id of the build), ``state`` (``ready`` | ``rebuilding``), ``since``
+#: (unix seconds of the last state change), ``checks`` (the keeper's check count: a value
+#: lower than the keeper last saw means the store went back to an older copy of its data).
+#: A store that lost its data has no marker; reads of the window refuse to answer without one.
+WINDOW = f"{PREFIX}:window"
 
 #: Table names (what callers pass to Tables; each is one Redis hash, see :func:`table`).
 #: The scorer's buys waiting for market data; row key = token, value = JSON.
@@ -46,6 +52,11 @@ def votes(address: str) -> str:
 def heartbeat(role: str) -> str:
     """String holding ``role``'s last beat in unix seconds."""
     return f"{PREFIX}:heartbeat:{role}"
+
+
+def probe(name: str) -> str:
+    """String written by a process's readiness probe (a real write; short TTL)."""
+    return f"{PREFIX}:probe:{name}"
 
 
 def claim(key: str) -> str:

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
+import attrs
+
 from callsbot.clock import Clock, unix_seconds
 from callsbot.reputation.independence import AtOnceVote
 from callsbot.reputation.snapshot import Reputation
-from callsbot.store.base import SignalStore, StreamEntry
+from callsbot.store.base import SignalStore, StreamEntry, WindowState, WindowUnavailable
 
 #: Claims are swept of expired entries once there are this many (then at each doubling).
 _SWEEP_EVERY = 4096
@@ -18,7 +20,9 @@ _SWEEP_EVERY = 4096
 class MemoryStore(SignalStore):
     """A :class:`SignalStore` held in dictionaries of this process.
 
-    Single event loop only; every method completes without yielding, so each is atomic.
+    Single event loop only; every method completes without yielding, so each is atomic. Its
+    window is born whole (it cannot lose data behind the process's back): the marker starts
+    ready, and only a rebuild (the keeper's, at start) takes it away for a moment.
     """
 
     def __init__(self, *, window: int, clock: Clock) -> None:
@@ -38,6 +42,12 @@ class MemoryStore(SignalStore):
         self._votes: dict[str, tuple[float, dict[str, AtOnceVote]]] = {}  # token → (expiry, votes)
         self._votes_sweep_at = _SWEEP_EVERY
         self._tables: dict[str, dict[str, str]] = {}
+        self._marker = WindowState("memory", True)
+
+    def _whole(self) -> None:
+        problem = self._marker.problem()
+        if problem is not None:
+            raise WindowUnavailable(problem)
 
     def _live(self, token: str, cutoff: int) -> dict[str, int]:
         members = self._tokens.get(token)
@@ -70,10 +80,21 @@ class MemoryStore(SignalStore):
         for token in [t for t, m in self._tokens.items() if max(m.values()) <= cutoff]:
             del self._tokens[token]
 
+    async def record_once(
+        self, token: str, group: str, ts: float, *, claim: str, ttl: int
+    ) -> int | None:
+        # Recorded even when the claim is lost, as Redis does: the same mention again changes
+        # nothing, and a rebuild must restore a mention whose claim survived.
+        won = await self.claim(claim, ttl)
+        count = await self.record(token, group, ts)
+        return count if won else None
+
     async def groups(self, token: str) -> dict[str, int]:
+        self._whole()
         return self._live(token, self.now() - self.window)
 
     async def counts(self, tokens: Sequence[str]) -> dict[str, int]:
+        self._whole()
         cutoff = self.now() - self.window
         result: dict[str, int] = {}
         for token in tokens:
@@ -82,6 +103,7 @@ class MemoryStore(SignalStore):
         return result
 
     async def active_tokens(self) -> list[str]:
+        self._whole()
         cutoff = self.now() - self.window
         latest = {t: max(m.values()) for t, m in self._tokens.items() if m}
         return sorted((t for t, ts in latest.items() if ts > cutoff), key=lambda t: -latest[t])
@@ -171,6 +193,20 @@ class MemoryStore(SignalStore):
     async def groups_and_votes(self, token: str) -> tuple[dict[str, int], dict[str, AtOnceVote]]:
         return self._live(token, self.now() - self.window), self._live_votes(token)
 
+    async def window_state(self, *, check: str | None = None) -> WindowState:
+        if check is not None and check == self._marker.generation:
+            self._marker = attrs.evolve(self._marker, checks=self._marker.checks + 1)
+        return self._marker
+
+    async def begin_rebuild(self, generation: str) -> None:
+        self._marker = WindowState(generation, False, 0, self.clock.time())
+
+    async def finish_rebuild(self, generation: str) -> bool:
+        if self._marker.generation != generation or self._marker.ready:
+            return False
+        self._marker = WindowState(generation, True, self._marker.checks, self.clock.time())
+        return True
+
     async def ping(self) -> None:
         return None
 
@@ -184,6 +220,15 @@ class MemoryStore(SignalStore):
 
     async def rows(self, table: str) -> dict[str, str]:
         return dict(self._tables.get(table, {}))
+
+    async def probe_write(self, name: str) -> None:
+        return None
+
+    async def sync_clock(self) -> float:
+        return 0.0  # one process, one clock
+
+    async def eviction_policy(self) -> str | None:
+        return None
 
     # -- event stream --------------------------------------------------------------------------
 

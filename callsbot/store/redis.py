@@ -1,26 +1,45 @@
-"""Redis store: lets the aggregator and the scorer run as separate processes."""
+"""Redis store: lets the aggregator and the scorer run as separate processes.
+
+Time: every score, cutoff and heartbeat is on the store's clock (Redis ``TIME``), measured by
+:meth:`RedisStore.sync_clock` (the readiness probe calls it), so processes on hosts whose
+clocks disagree by minutes still agree on window edges and heartbeat ages.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import math
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
+    AuthorizationError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callsbot.clock import Clock
-from callsbot.errors import StoreError
+from callsbot.errors import StoreError, StoreFault
 from callsbot.reputation.independence import AtOnceVote
 from callsbot.reputation.snapshot import Reputation
 from callsbot.store import keys
-from callsbot.store.base import SignalStore, StreamEntry
+from callsbot.store.base import SignalStore, StreamEntry, WindowState, WindowUnavailable
+
+log = logging.getLogger("callsbot.store")
 
 #: Most mentions written in one script call; bounds the size of one round trip.
 _MAX_BATCH = 512
@@ -74,6 +93,23 @@ end
 return 0
 """
 
+#: Counts one keeper check when the marker names the caller's generation; returns the marker.
+_WINDOW_STATE = """
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'generation') == ARGV[1] then
+  redis.call('HINCRBY', KEYS[1], 'checks', 1)
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+_FINISH_REBUILD = """
+if redis.call('HGET', KEYS[1], 'generation') == ARGV[1]
+   and redis.call('HGET', KEYS[1], 'state') == 'rebuilding' then
+  redis.call('HSET', KEYS[1], 'state', 'ready', 'since', ARGV[2])
+  return 1
+end
+return 0
+"""
+
 #: Drop a lease only when its owner asks.
 _UNLEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -81,6 +117,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+#: The readiness probe's write: loading and running it needs what every write of ours needs.
+_PROBE = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+#: Seconds a probe key lives.
+_PROBE_TTL = 60
+#: Seconds :meth:`RedisStore.diagnose` waits for a plain-text answer.
+_DIAGNOSE_TIMEOUT = 0.5
 
 #: token, group, clamped ts, optional (claim key, ttl), the caller's future.
 _Pending = tuple[str, str, int, "tuple[str, int] | None", "asyncio.Future[int | None]"]
@@ -122,10 +169,19 @@ class RedisStore(SignalStore):
     Args:
         client: a redis.asyncio client with ``decode_responses=True`` (see :func:`build_client`).
         window: sliding-window length in seconds.
-        clock: where "now" comes from; every score and cutoff is computed from it.
+        clock: this process's clock; "now" is this clock plus the offset to Redis ``TIME``
+            that :meth:`sync_clock` measured (none until it is called).
+        max_clock_skew: the largest offset adopted; a larger one is reported, not adopted.
     """
 
-    def __init__(self, client: aioredis.Redis, *, window: int, clock: Clock) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        window: int,
+        clock: Clock,
+        max_clock_skew: float = 300.0,
+    ) -> None:
         super().__init__(window=window, clock=clock)
         self._redis = client
         self._pending: list[_Pending] = []
@@ -134,7 +190,45 @@ class RedisStore(SignalStore):
         self._record_batch = client.register_script(_RECORD_BATCH)
         self._lease = client.register_script(_LEASE)
         self._unlease = client.register_script(_UNLEASE)
+        self._window_state = client.register_script(_WINDOW_STATE)
+        self._finish = client.register_script(_FINISH_REBUILD)
+        self._probe = client.register_script(_PROBE)
+        self._max_skew = max_clock_skew
+        self._offset = 0.0
+        self._skew_reported = False
         self._closed = False
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def now(self) -> int:
+        """The store's clock, integer unix seconds (this clock plus the measured offset)."""
+        return int(self._time())
+
+    def _time(self) -> float:
+        return self.clock.time() + self._offset
+
+    async def sync_clock(self) -> float:
+        before = self.clock.time()
+        seconds, micros = await self._run(self._redis.time(), "time")
+        after = self.clock.time()
+        skew = (before + after) / 2 - (int(seconds) + int(micros) / 1e6)
+        if abs(skew) <= self._max_skew:
+            self._offset = -skew
+            if self._skew_reported:
+                log.info("clock skew back within the limit: %.1fs", skew)
+                self._skew_reported = False
+        else:
+            self._offset = 0.0
+            if not self._skew_reported:
+                log.error(
+                    "CLOCK SKEW: this process's clock is %.0fs %s Redis TIME, over the %.0fs "
+                    "limit; using this process's clock (fix NTP on this host or on Redis's)",
+                    abs(skew),
+                    "ahead of" if skew > 0 else "behind",
+                    self._max_skew,
+                )
+                self._skew_reported = True
+        return skew
 
     @property
     def client(self) -> aioredis.Redis:
@@ -204,29 +298,44 @@ class RedisStore(SignalStore):
         replies = await self._run(self._record_batch(keys=key_args, args=argv), "record")
         return [None if n < 0 else int(n) for n in replies]
 
+    def _guarded(self) -> Any:
+        """A pipeline whose first reply is the marker's state (see :meth:`_whole`)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hmget(keys.WINDOW, "generation", "state")
+        return pipe
+
+    @staticmethod
+    def _whole(marker: list[str | None]) -> None:
+        generation, state = marker
+        problem = WindowState(generation, state == "ready").problem()
+        if problem is not None:
+            raise WindowUnavailable(problem)
+
     async def groups(self, token: str) -> dict[str, int]:
         cutoff = self.now() - self.window
-        rows = await self._run(
-            self._redis.zrangebyscore(keys.token(token), f"({cutoff}", "+inf", withscores=True),
-            "groups",
-        )
+        pipe = self._guarded()
+        pipe.zrangebyscore(keys.token(token), f"({cutoff}", "+inf", withscores=True)
+        marker, rows = await self._run(pipe.execute(), "groups")
+        self._whole(marker)
         return {str(member): int(score) for member, score in rows}
 
     async def counts(self, tokens: Sequence[str]) -> dict[str, int]:
         if not tokens:
             return {}
         cutoff = f"({self.now() - self.window}"
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._guarded()
         for token in tokens:
             pipe.zcount(keys.token(token), cutoff, "+inf")
-        replies = await self._run(pipe.execute(), "counts")
+        marker, *replies = await self._run(pipe.execute(), "counts")
+        self._whole(marker)
         return {token: int(n) for token, n in zip(tokens, replies, strict=True)}
 
     async def active_tokens(self) -> list[str]:
         cutoff = self.now() - self.window
-        rows = await self._run(
-            self._redis.zrevrangebyscore(keys.ACTIVE, "+inf", f"({cutoff}"), "active_tokens"
-        )
+        pipe = self._guarded()
+        pipe.zrevrangebyscore(keys.ACTIVE, "+inf", f"({cutoff}")
+        marker, rows = await self._run(pipe.execute(), "active_tokens")
+        self._whole(marker)
         return [str(t) for t in rows]
 
     async def snapshot(self) -> dict[str, dict[str, int]]:
@@ -234,15 +343,52 @@ class RedisStore(SignalStore):
         if not tokens:
             return {}
         cutoff = f"({self.now() - self.window}"
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._guarded()
         for token in tokens:
             pipe.zrangebyscore(keys.token(token), cutoff, "+inf", withscores=True)
-        replies = await self._run(pipe.execute(), "snapshot")
+        marker, *replies = await self._run(pipe.execute(), "snapshot")
+        self._whole(marker)
         return {
             token: {str(m): int(s) for m, s in rows}
             for token, rows in zip(tokens, replies, strict=True)
             if rows
         }
+
+    # -- the generation marker -----------------------------------------------------------------
+
+    async def window_state(self, *, check: str | None = None) -> WindowState:
+        flat = await self._run(
+            self._window_state(keys=[keys.WINDOW], args=[check or ""]), "window_state"
+        )
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        generation = fields.get("generation")
+        since = fields.get("since")
+        return WindowState(
+            generation=None if generation is None else str(generation),
+            ready=fields.get("state") == "ready",
+            checks=int(fields.get("checks") or 0),
+            since=None if since is None else float(since),
+        )
+
+    async def begin_rebuild(self, generation: str) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(keys.WINDOW)
+        pipe.hset(
+            keys.WINDOW,
+            mapping={
+                "generation": generation,
+                "state": "rebuilding",
+                "since": self._time(),
+                "checks": 0,
+            },
+        )
+        await self._run(pipe.execute(), "begin_rebuild")
+
+    async def finish_rebuild(self, generation: str) -> bool:
+        done = await self._run(
+            self._finish(keys=[keys.WINDOW], args=[generation, self._time()]), "finish_rebuild"
+        )
+        return bool(done)
 
     # -- liveness ------------------------------------------------------------------------------
 
@@ -255,7 +401,38 @@ class RedisStore(SignalStore):
         value = await self._run(self._redis.get(keys.heartbeat(role)), "heartbeat_age")
         if value is None:
             return None
-        return max(0.0, self.clock.time() - int(value))
+        return max(0.0, self._time() - int(value))
+
+    async def probe_write(self, name: str) -> None:
+        # SCRIPT LOAD every time: a user may lose the right, and a SCRIPT FLUSH drops the
+        # script; either would otherwise show only on the next cursor write.
+        await self._run(self._redis.script_load(_PROBE), "probe_write")
+        await self._run(
+            self._probe(keys=[keys.probe(name)], args=[self.now(), _PROBE_TTL]), "probe_write"
+        )
+
+    async def diagnose(self, error: StoreError) -> StoreError:
+        pool = self._redis.connection_pool
+        if error.fault not in (StoreFault.TIMEOUT, StoreFault.CONNECTION) or not issubclass(
+            pool.connection_class, SSLConnection
+        ):
+            return error
+        host = str(pool.connection_kwargs.get("host", "localhost"))
+        port = int(pool.connection_kwargs.get("port", 6379))
+        # A plain server never answers a TLS ClientHello (it waits for a line end), so the
+        # handshake only times out. Asking in plain text tells the two apart.
+        if await _speaks_plain_resp(host, port, within=_DIAGNOSE_TIMEOUT):
+            return StoreError(
+                f"rediss:// (TLS) but the server at {host}:{port} answers in plain text: "
+                "use redis:// or enable TLS on the server",
+                fault=StoreFault.TLS,
+            )
+        return error
+
+    async def eviction_policy(self) -> str | None:
+        reply = await self._run(self._redis.config_get("maxmemory-policy"), "eviction_policy")
+        value = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
+        return None if value is None else str(value)
 
     # -- idempotency and cursors ---------------------------------------------------------------
 
@@ -398,4 +575,65 @@ class RedisStore(SignalStore):
         try:
             return await awaitable
         except (TimeoutError, RedisError, OSError) as exc:
-            raise StoreError(f"redis {op} failed: {exc.__class__.__name__}: {exc}") from exc
+            raise StoreError(
+                f"redis {op} failed: {exc.__class__.__name__}: {exc}", fault=fault_of(exc)
+            ) from exc
+
+
+async def _speaks_plain_resp(host: str, port: int, *, within: float) -> bool:
+    """Whether ``host:port`` answers a plain-text PING in the Redis protocol."""
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(within):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"PING\r\n")
+            await writer.drain()
+            first = await reader.read(1)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+    return first in (b"+", b"-")
+
+
+def fault_of(exc: BaseException) -> StoreFault:
+    """What kind of failure a redis-py (or socket) exception is."""
+    text = str(exc)
+    if isinstance(exc, OutOfMemoryError) or "command not allowed when used memory" in text:
+        return StoreFault.OOM
+    # Inside a script Redis 7.0 words a missing right without the NOPERM code.
+    if isinstance(exc, NoPermissionError) or "NOPERM" in text or "can't run this command" in text:
+        return StoreFault.NOPERM
+    if isinstance(exc, ReadOnlyError) or "READONLY" in text:
+        return StoreFault.READONLY
+    if (
+        isinstance(
+            exc, AuthenticationError | AuthorizationError | AuthenticationWrongNumberOfArgsError
+        )
+        or "WRONGPASS" in text
+        or "NOAUTH" in text
+    ):
+        return StoreFault.AUTH
+    if _caused_by_tls(exc):
+        return StoreFault.TLS
+    # The builtin TimeoutError is an OSError: it must be told apart before connection errors.
+    if isinstance(exc, TimeoutError | RedisTimeoutError):
+        return StoreFault.TIMEOUT
+    if isinstance(exc, RedisConnectionError | OSError):
+        return StoreFault.CONNECTION
+    return StoreFault.ERROR
+
+
+def _caused_by_tls(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        # redis-py re-raises a handshake failure as its ConnectionError, OpenSSL's words kept.
+        if isinstance(current, ssl.SSLError) or "[SSL" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -28,7 +28,7 @@ from callsbot.sources.telethon_client import TelethonGateway
 from callsbot.store import MemoryStore, SignalStore, keys
 from callsbot.testing.dexscreener import ClockSleep, FakeDexScreener, make_pair
 from callsbot.testing.redis_server import RedisServer
-from tests.conftest import make_redis_store
+from tests.conftest import make_redis_store, mark_window_whole
 from tests.tg import FakeGateway, channel_peer_id, mint, tg_message
 
 T0 = 1_700_000_000.0
@@ -312,6 +312,7 @@ async def test_mentions_dropped_by_a_full_buffer_are_read_again_when_the_store_i
 ) -> None:
     server = RedisServer(persistent=True)
     server.start()
+    mark_window_whole(server)  # what the aggregator's keeper does once the window is whole
     try:
         async with make_redis_store(server.url, clock) as store:
             gateway = FakeGateway(GROUPS)

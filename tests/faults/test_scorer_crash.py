@@ -26,6 +26,7 @@ from callsbot.testing.cielo import API_KEY, FakeCielo, envelope, swap
 from callsbot.testing.dexscreener import FakeDexScreener, make_pair
 from callsbot.testing.redis_server import RedisServer
 from callsbot.testing.telegram_bot import CHAT_ID, FAKE_TOKEN, FakeTelegramBot
+from tests.conftest import mark_window_whole
 from tests.faults.procs import (
     CallsbotProcess,
     child_env,
@@ -130,6 +131,7 @@ async def test_one_alert_per_token_across_a_sigterm_and_a_sigkill_mid_send(tmp_p
         store_of(server.url) as store,
         aggregator_alive(store),
     ):
+        mark_window_whole(server)  # no aggregator process here: its keeper would do this
         for token in (parked, watched):
             dex.add_pair(make_pair(token, base_symbol=token[:4]))
         await call(store, parked, "@a", "@b", "@c")  # 6 + 2: alerts once market data says so

@@ -27,6 +27,17 @@ class FrozenStore(Liveness):
     async def ping(self) -> None:
         await self.never.wait()
 
+    async def probe_write(self, name: str) -> None:
+        await self.never.wait()
+
+    async def sync_clock(self) -> float:
+        await self.never.wait()
+        return 0.0
+
+    async def eviction_policy(self) -> str | None:
+        await self.never.wait()
+        return None
+
 
 async def test_a_frozen_store_is_reported_after_the_probe_timeout() -> None:
     probe = StoreProbe(
@@ -34,7 +45,7 @@ async def test_a_frozen_store_is_reported_after_the_probe_timeout() -> None:
     )
     assert probe.health() == ["store not probed yet"]
     await probe.probe()
-    assert probe.health() == ["store unreachable: no answer within 0.1s"]
+    assert probe.health() == ["store unreachable (timeout): no answer within 0.1s"]
 
 
 async def test_health_is_the_cached_result_and_heartbeat_gauges_follow(clock: FakeClock) -> None:

@@ -42,7 +42,7 @@ from callsbot.sources.telegram import (
 )
 from callsbot.store import SignalStore
 from callsbot.testing.redis_server import RedisServer
-from tests.conftest import make_redis_store
+from tests.conftest import make_redis_store, mark_window_whole
 from tests.tg import FakeGateway, channel_peer_id, mint, tg_message
 
 T0 = 1_700_000_000.0
@@ -339,6 +339,7 @@ async def test_handler_waits_when_the_queue_is_full(clock: FakeClock) -> None:
 async def test_killed_redis_mid_stream_loses_no_mention(clock: FakeClock) -> None:
     server = RedisServer(persistent=True)
     server.start()
+    mark_window_whole(server)  # persistent: the marker survives the restart with the data
     try:
         async with (
             make_redis_store(server.url, clock) as store,

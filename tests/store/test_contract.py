@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from callsbot.clock import FakeClock
+from callsbot.errors import StoreFault
 from callsbot.reputation.independence import FORWARD, SAME_TEXT, AtOnceVote
 from callsbot.reputation.snapshot import Reputation
-from callsbot.store.base import SignalStore
+from callsbot.store.base import SignalStore, WindowUnavailable
 from callsbot.store.memory import MemoryStore
 from tests.conftest import make_redis_store
 
@@ -319,3 +320,57 @@ class TestEventStreamContract:
         clock.advance(WINDOW)
         groups, _ = await store.groups_and_votes("TokA")
         assert groups == {}
+
+    # -- the generation marker (issue 17, item 3) ----------------------------------------------
+
+    async def test_reads_refuse_while_the_window_is_rebuilt_writes_go_on(
+        self, store: SignalStore
+    ) -> None:
+        await store.record("TokA", "@g1", T0)
+        await store.begin_rebuild("gen-1")
+        state = await store.window_state()
+        assert (state.generation, state.ready) == ("gen-1", False)
+        for read in (
+            store.groups("TokA"),
+            store.counts(["TokA"]),
+            store.active_tokens(),
+            store.snapshot(),
+        ):
+            with pytest.raises(WindowUnavailable) as caught:
+                await read
+            assert caught.value.fault is StoreFault.REBUILDING
+        assert await store.record("TokA", "@g2", T0) == 2  # the rebuild itself writes
+        assert await store.finish_rebuild("gen-1") is True
+        assert await store.counts(["TokA"]) == {"TokA": 2}
+        assert (await store.window_state()).ready
+
+    async def test_finishing_needs_the_same_generation_still_rebuilding(
+        self, store: SignalStore
+    ) -> None:
+        await store.begin_rebuild("gen-1")
+        await store.begin_rebuild("gen-2")  # another build took over
+        assert await store.finish_rebuild("gen-1") is False
+        assert await store.finish_rebuild("gen-2") is True
+        assert await store.finish_rebuild("gen-2") is False  # already ready
+
+    async def test_checks_are_counted_for_the_named_generation_only(
+        self, store: SignalStore
+    ) -> None:
+        await store.begin_rebuild("gen-1")
+        await store.finish_rebuild("gen-1")
+        assert (await store.window_state(check="gen-1")).checks == 1
+        assert (await store.window_state(check="gen-1")).checks == 2
+        assert (await store.window_state(check="other")).checks == 2
+        assert (await store.window_state()).checks == 2
+
+    async def test_record_once_restores_a_mention_whose_claim_survived(
+        self, store: SignalStore
+    ) -> None:
+        assert await store.claim("msg:1:1:TokA", 60) is True
+        assert await store.record_once("TokA", "@g1", T0, claim="msg:1:1:TokA", ttl=60) is None
+        assert await store.groups("TokA") == {"@g1": T0}
+
+    async def test_a_write_probe_and_the_store_clock(self, store: SignalStore) -> None:
+        await store.probe_write("test")
+        assert isinstance(await store.sync_clock(), float)
+        assert await store.eviction_policy() in (None, "noeviction")

@@ -12,10 +12,10 @@ import redis.asyncio as aioredis
 from callsbot.clock import FakeClock
 from callsbot.config import StoreSettings
 from callsbot.errors import StoreError
-from callsbot.store import open_store
+from callsbot.store import WindowUnavailable, open_store
 from callsbot.store.redis import RedisStore
 from callsbot.testing.redis_server import RedisServer, free_port
-from tests.conftest import make_redis_store
+from tests.conftest import make_redis_store, mark_window_whole
 
 T0 = 1_700_000_000
 DEPLOY_DOC = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
@@ -88,6 +88,7 @@ async def test_unreachable_redis_raises_never_answers_zero(clock: FakeClock) -> 
 async def test_killed_server_then_back_on_the_same_port(clock: FakeClock) -> None:
     server = RedisServer()
     server.start()
+    mark_window_whole(server)
     try:
         async with make_redis_store(server.url, clock) as store:
             assert await store.record("Mint111", "@a", T0) == 1
@@ -98,6 +99,10 @@ async def test_killed_server_then_back_on_the_same_port(clock: FakeClock) -> Non
                 await store.counts(["Mint111"])
             server.start()  # a new, empty server on the same port
             assert await store.record("Mint111", "@b", T0) == 1
+            # It lost its data: the window refuses to be read until it is rebuilt.
+            with pytest.raises(WindowUnavailable):
+                await store.counts(["Mint111"])
+            mark_window_whole(server)
             assert await store.counts(["Mint111"]) == {"Mint111": 1}
     finally:
         server.stop()
