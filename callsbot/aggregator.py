@@ -27,7 +27,7 @@ import attrs
 from callsbot.clock import Clock, unix_seconds
 from callsbot.config import Settings
 from callsbot.errors import MarketUnavailable, StoreError
-from callsbot.events import EventHub, LevelReached, MentionRecorded
+from callsbot.events import EventHub, LevelReached, MentionRecorded, structure, unstructure
 from callsbot.extract import extract
 from callsbot.market.models import MarketData
 from callsbot.metrics import Metrics
@@ -411,8 +411,8 @@ class Aggregator:
         if not (messages or self._buffer or deferred):
             return
         lines = [json.dumps({"message": message_to_json(m)}) for m in messages]
-        lines += [json.dumps({"mention": _mention_json(m)}) for m in self._buffer]
-        lines += [json.dumps({"candidate": _candidate_json(c)}) for c in deferred]
+        lines += [json.dumps({"mention": unstructure(m)}) for m in self._buffer]
+        lines += [json.dumps({"candidate": unstructure(c)}) for c in deferred]
         # Written whole or not at all: a crash mid-write must not leave half a spool that the
         # next start would take for all of it.
         tmp = path.with_name(path.name + ".tmp")
@@ -444,11 +444,11 @@ class Aggregator:
                     message = message_from_json(entry["message"])
                     messages.append(message)
                 elif "mention" in entry:
-                    mention = _mention_from_json(entry["mention"])
+                    mention = structure(entry["mention"], Mention)
                     self._buffer.append(mention)
                     message = mention.message
                 else:
-                    candidate = _candidate_from_json(entry["candidate"])
+                    candidate = structure(entry["candidate"], Candidate)
                     self._deferred.append(candidate)
                     message = candidate.message
                 self._hold(message)
@@ -811,52 +811,6 @@ class Aggregator:
                 self._metrics.store_errors.labels("cursor").inc()
                 continue
             self._book.written(chat_id, message_id)
-
-
-def _mention_json(m: Mention) -> dict[str, object]:
-    return {
-        "token": m.token,
-        "kind": m.kind,
-        "chain": m.chain,
-        "pair": m.pair,
-        "message": message_to_json(m.message),
-    }
-
-
-def _mention_from_json(raw: dict[str, object]) -> Mention:
-    message = raw["message"]
-    if not isinstance(message, dict):
-        raise TypeError("mention without its message")
-    return Mention(
-        token=str(raw["token"]),
-        kind=str(raw["kind"]),
-        chain=str(raw.get("chain") or "solana"),
-        message=message_from_json(message),
-        pair=None if raw.get("pair") is None else str(raw["pair"]),
-    )
-
-
-def _candidate_json(c: Candidate) -> dict[str, object]:
-    return {
-        "kind": c.kind,
-        "address": c.address,
-        "chain": c.chain,
-        "pair": c.pair,
-        "message": message_to_json(c.message),
-    }
-
-
-def _candidate_from_json(raw: dict[str, object]) -> Candidate:
-    message = raw["message"]
-    if not isinstance(message, dict):
-        raise TypeError("candidate without its message")
-    return Candidate(
-        kind=str(raw["kind"]),
-        address=str(raw["address"]),
-        chain=str(raw["chain"]),
-        message=message_from_json(message),
-        pair=None if raw.get("pair") is None else str(raw["pair"]),
-    )
 
 
 def _dedupe(candidates: list[Candidate]) -> list[Candidate]:
