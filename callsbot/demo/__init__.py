@@ -272,9 +272,8 @@ async def open_demo(
         demo.gecko = gecko
         if history_path is not None:
             history = SQLHistory(f"sqlite:///{fresh_history_file(history_path)}")
-            demo.recorder = await stack.enter_async_context(
-                roles.open_recorder(parts, history=history)
-            )
+            stack.push_async_callback(history.aclose)
+            demo.recorder = roles.build_recorder(parts, history)
             demo.tracker = await stack.enter_async_context(
                 roles.open_tracker(parts, history=history, repliers={demo.sink.name: demo.sink})
             )

@@ -21,7 +21,6 @@ from callsbot.bridge import process_origin
 from callsbot.clock import Clock
 from callsbot.config import Settings
 from callsbot.errors import FatalError
-from callsbot.history.sql import open_history
 from callsbot.metrics import Metrics
 from callsbot.runtime import roles
 from callsbot.runtime.probes import check_at_start
@@ -52,18 +51,17 @@ async def run(
             origin = process_origin(role)
             await check_at_start(parts.store, settings.store, name=origin)
             log.info("callsbot starting: roles=%s store=%s", ",".join(names), safe_url(settings))
-            parts.mention_log = await stack.enter_async_context(roles.open_mention_log(parts))
-            services: list[Service] = [parts.events, roles.build_store_probe(parts, name=origin)]
+            # One history store per process, closed after everything that uses it.
             history = await stack.enter_async_context(roles.open_history_store(settings))
+            roles.use_history_for_reputation(parts, history)
+            services: list[Service] = [parts.events, roles.build_store_probe(parts, name=origin)]
             for name in names:
                 services += await stack.enter_async_context(
                     roles.role_services(parts, name, stop=stop, replay=replay, history=history)
                 )
             if role != "all":
                 services += roles.build_bridge(parts, role)
-            # One history store for the recorder and the outcome tracker (closed by the former).
-            history = open_history(settings.history) if settings.history.enabled else None
-            recorder = await stack.enter_async_context(roles.open_recorder(parts, history=history))
+            recorder = roles.build_recorder(parts, history)
             if recorder is not None:
                 services.append(recorder)
             if "aggregator" in names:

@@ -317,10 +317,11 @@ def build_bridge(parts: Parts, role: str) -> list[Service]:
 
 
 @contextlib.asynccontextmanager
-async def open_history_store(settings: Settings) -> AsyncIterator[HistoryStore | None]:
+async def open_history_store(settings: Settings) -> AsyncIterator[SQLHistory | None]:
     """The configured history database (``None`` when ``[history]`` is off), closed on exit.
 
-    One per process: the recorder writes through it, the scorer reads the recent alerts."""
+    One per process: the recorder writes through it; the scorer (recent alerts), the outcome
+    tracker and the reputation job (mentions, labels) read it."""
     if not settings.history.enabled:
         yield None
         return
@@ -331,46 +332,34 @@ async def open_history_store(settings: Settings) -> AsyncIterator[HistoryStore |
         await store.aclose()
 
 
-@contextlib.asynccontextmanager
-async def open_recorder(
-    parts: Parts, *, history: HistoryStore | None = None, spool: Path | None = None
-) -> AsyncIterator[HistoryRecorder | None]:
-    """The history recorder subscribed to ``parts.events`` (``None`` when ``[history]`` is off).
+def build_recorder(
+    parts: Parts, history: HistoryStore | None, *, spool: Path | None = None
+) -> HistoryRecorder | None:
+    """The history recorder subscribed to ``parts.events`` (``None`` without a history).
 
-    ``history`` may be handed in (the demo's own database); it is closed on exit either way.
+    The caller owns ``history`` (:func:`open_history_store`, or the demo's own database).
     """
+    if history is None:
+        return None
     s = parts.settings.history
-    if history is None and not s.enabled:
-        yield None
-        return
-    store = history if history is not None else open_history(s)
-    try:
-        yield HistoryRecorder(
-            store,
-            settings=s,
-            clock=parts.clock,
-            metrics=parts.metrics,
-            hub=parts.events,
-            spool=spool if spool is not None else Path(s.spool_path),
-        )
-    finally:
-        await store.aclose()
+    return HistoryRecorder(
+        history,
+        settings=s,
+        clock=parts.clock,
+        metrics=parts.metrics,
+        hub=parts.events,
+        spool=spool if spool is not None else Path(s.spool_path),
+    )
 
 
-@contextlib.asynccontextmanager
-async def open_mention_log(parts: Parts) -> AsyncIterator[MentionLog | None]:
-    """The history as the reputation job's mention log (and, unless given, the tracker's
-    outcomes as its labels), in weighted mode with a history."""
-    if parts.settings.consensus.mode != "weighted" or not parts.settings.history.enabled:
-        yield parts.mention_log
+def use_history_for_reputation(parts: Parts, history: SQLHistory | None) -> None:
+    """In weighted mode, the history becomes the reputation job's mention log and (unless
+    labels were given) the tracker's outcomes its hit labels."""
+    if parts.settings.consensus.mode != "weighted" or history is None:
         return
-    history = open_history(parts.settings.history)
-    try:
-        if parts.labels is None:
-            parts.labels = HistoryLabels(history)
-        yield HistoryMentionLog(history)
-    finally:
-        await history.aclose()
+    if parts.labels is None:
+        parts.labels = HistoryLabels(history)
+    parts.mention_log = HistoryMentionLog(history)
 
 
 def build_reputation_job(parts: Parts) -> ReputationJob | None:

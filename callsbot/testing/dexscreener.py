@@ -28,13 +28,13 @@ import email.utils
 import hashlib
 import json
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import attrs
 from aiohttp import web
 
 from callsbot.clock import Clock, FakeClock
+from callsbot.testing.loopback import LoopbackServer, most_within
 
 WSOL = "So11111111111111111111111111111111111111112"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
@@ -148,7 +148,7 @@ class Fault:
     delay: float | None = None
 
 
-class FakeDexScreener:
+class FakeDexScreener(LoopbackServer):
     """The fake server. Start with ``async with`` or :meth:`start`; then use :attr:`url`.
 
     Args:
@@ -157,15 +157,13 @@ class FakeDexScreener:
     """
 
     def __init__(self, *, clock: Clock | None = None, host: str = "127.0.0.1") -> None:
+        super().__init__(host=host)
         self.clock = clock
-        self.host = host
         self.pairs: list[dict[str, Any]] = []
         self.requests: list[Recorded] = []
         self._faults: collections.deque[Fault] = collections.deque()
         self._release = asyncio.Event()
         self._arrivals = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._url: str | None = None
 
     # -- data -------------------------------------------------------------------------------
 
@@ -239,55 +237,20 @@ class FakeDexScreener:
 
     def max_in_window(self, window: float) -> int:
         """Most requests that arrived within any half-open ``window`` seconds (loop time)."""
-        times = sorted(r.at for r in self.requests)
-        best, lo = 0, 0
-        for hi, t in enumerate(times):
-            while times[lo] <= t - window:
-                lo += 1
-            best = max(best, hi - lo + 1)
-        return best
+        return most_within((r.at for r in self.requests), window)
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        """Base URL (``http://127.0.0.1:PORT``); the server must be started."""
-        if self._url is None:
-            raise RuntimeError("FakeDexScreener is not started")
-        return self._url
-
-    async def start(self) -> str:
-        """Listen on a free loopback port; returns :attr:`url`."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The three DexScreener endpoints callsbot asks."""
         app.router.add_get("/latest/dex/tokens/{addresses}", self._latest_tokens)
         app.router.add_get("/tokens/v1/{chain}/{addresses}", self._tokens_v1)
         app.router.add_get("/latest/dex/pairs/{chain}/{addresses}", self._pairs)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self._url = f"http://{host}:{port}"
-        return self._url
 
     async def close(self) -> None:
         """Release held responses and stop the server."""
         self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+        await super().close()
 
     # -- handlers ---------------------------------------------------------------------------
 

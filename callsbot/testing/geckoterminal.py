@@ -30,14 +30,14 @@ import json
 import random
 import time
 from collections.abc import Iterable, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import attrs
 from aiohttp import web
 
 from callsbot.clock import Clock
 from callsbot.models import Candle, candle_series
+from callsbot.testing.loopback import LoopbackServer, most_within
 
 WSOL = "So11111111111111111111111111111111111111112"
 #: Beyond this many days back the public API answers 401.
@@ -164,7 +164,7 @@ class Fault:
     headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
-class FakeGeckoTerminal:
+class FakeGeckoTerminal(LoopbackServer):
     """The fake server. Start with ``async with`` or :meth:`start`; then use :attr:`url`.
 
     Args:
@@ -182,8 +182,8 @@ class FakeGeckoTerminal:
         network: str = "solana",
         max_age_days: float = MAX_AGE_DAYS,
     ) -> None:
+        super().__init__(host=host, path="/api/v2")
         self.clock = clock
-        self.host = host
         self.network = network
         self.max_age_days = max_age_days
         self.pools: dict[str, FakePool] = {}
@@ -194,8 +194,6 @@ class FakeGeckoTerminal:
         self.duplicate_in_progress = False
         self._faults: collections.deque[Fault] = collections.deque()
         self._shuffle = random.Random(0)
-        self._runner: web.AppRunner | None = None
-        self._url: str | None = None
 
     # -- data -------------------------------------------------------------------------------
 
@@ -256,54 +254,15 @@ class FakeGeckoTerminal:
 
     def max_in_window(self, window: float) -> int:
         """Most requests whose clock times fall in any half-open ``window`` seconds."""
-        times = sorted(r.clock_at for r in self.requests)
-        best, lo = 0, 0
-        for hi, t in enumerate(times):
-            while times[lo] <= t - window:
-                lo += 1
-            best = max(best, hi - lo + 1)
-        return best
+        return most_within((r.clock_at for r in self.requests), window)
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        """Base URL, ``http://127.0.0.1:PORT/api/v2``; the server must be started."""
-        if self._url is None:
-            raise RuntimeError("FakeGeckoTerminal is not started")
-        return self._url
-
-    async def start(self) -> str:
-        """Listen on a free loopback port; returns :attr:`url`."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """OHLCV, the token's pools, and a 404 for anything else (as the real API answers)."""
         app.router.add_get("/api/v2/networks/{network}/pools/{pool}/ohlcv/{timeframe}", self._ohlcv)
         app.router.add_get("/api/v2/networks/{network}/tokens/{mint}/pools", self._pools)
         app.router.add_get("/{tail:.*}", self._other)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self._url = f"http://{host}:{port}/api/v2"
-        return self._url
-
-    async def close(self) -> None:
-        """Stop the server."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- handlers ---------------------------------------------------------------------------
 
