@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from types import TracebackType
+from typing import Self
 
 
 async def wait_stop(stop: asyncio.Event, seconds: float) -> bool:
@@ -38,3 +40,21 @@ async def until_stopped(stop: asyncio.Event, coro: Awaitable[None]) -> None:
     error = results[0]
     if isinstance(error, BaseException) and not isinstance(error, asyncio.CancelledError):
         raise error
+
+
+class Closing:
+    """``async with`` for anything with an ``aclose()``: the block's end closes it."""
+
+    async def aclose(self) -> None:
+        """Release what the object holds. Safe to call twice."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Collection, Sequence
-from types import TracebackType
 
 from callsbot.events import Event
+from callsbot.tasks import Closing
 
 
-class HistoryStore(abc.ABC):
+class HistoryStore(abc.ABC, Closing):
     """Append-only, idempotent storage of events.
 
     Contract:
@@ -92,14 +92,3 @@ class HistoryStore(abc.ABC):
     @abc.abstractmethod
     def where(self) -> str:
         """Where the data lives, safe to print (a file path, or a URL without its password)."""
-
-    async def __aenter__(self) -> HistoryStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -12,8 +12,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -26,6 +25,7 @@ from callsbot.errors import MarketUnavailable
 from callsbot.metrics import Metrics
 from callsbot.net.http import CooldownPolicy, ErrorMap, JsonClient, Outcome
 from callsbot.net.retry import Attempt, RetryPolicy, Sleep, retry_call
+from callsbot.tasks import Closing
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +350,7 @@ _ERRORS = ErrorMap(
 )
 
 
-class DexScreenerClient:
+class DexScreenerClient(Closing):
     """Async DexScreener client over one :class:`~callsbot.net.http.JsonClient`.
 
     Every HTTP attempt waits out the shared 429 cooldown and passes the rate limiter first.
@@ -405,17 +405,6 @@ class DexScreenerClient:
         )
 
     # -- lifecycle ------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the session if this client created it. Idempotent."""

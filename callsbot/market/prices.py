@@ -26,8 +26,7 @@ import collections
 import enum
 import logging
 import math
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -40,6 +39,7 @@ from callsbot.market.dexscreener import same_address
 from callsbot.models import Candle, candle_series
 from callsbot.net.http import ErrorMap, JsonClient, Response
 from callsbot.net.retry import Attempt, RetryPolicy, Sleep, retry_call
+from callsbot.tasks import Closing
 
 log = logging.getLogger(__name__)
 
@@ -425,7 +425,7 @@ _ERRORS = ErrorMap(
 )
 
 
-class GeckoTerminalClient:
+class GeckoTerminalClient(Closing):
     """Pool OHLCV and pool lookups over the shared :class:`~callsbot.net.http.JsonClient`.
 
     Every attempt, one at a time, waits out the 429 cool-down and takes a limiter slot; retries
@@ -475,17 +475,6 @@ class GeckoTerminalClient:
         # One request in flight at a time: at 20/min requests are seconds apart anyway, and so
         # the limiter's times are the send times and no wait overlaps a request.
         self._in_flight = asyncio.Lock()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the session if this client created it. Idempotent."""

@@ -24,8 +24,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Container, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 
 import aiohttp
 import attrs
@@ -34,6 +33,7 @@ from aiolimiter import AsyncLimiter
 from callsbot.clock import Clock
 from callsbot.errors import CredentialsRejected, Unavailable
 from callsbot.net.retry import Sleep, parse_retry_after
+from callsbot.tasks import Closing
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class CooldownPolicy:
 # The client.
 
 
-class JsonClient:
+class JsonClient(Closing):
     """A JSON-over-HTTP client for one peer, over one :class:`aiohttp.ClientSession`.
 
     Args:
@@ -236,17 +236,6 @@ class JsonClient:
         self._closed = False
 
     # -- lifecycle ----------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the session if this client created it; later requests raise. Idempotent."""

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 
 import attrs
 
@@ -26,6 +24,7 @@ from callsbot.clock import Clock, unix_seconds
 from callsbot.errors import StoreError, StoreFault
 from callsbot.reputation.independence import AtOnceVote
 from callsbot.reputation.snapshot import Reputation
+from callsbot.tasks import Closing
 
 
 class WindowUnavailable(StoreError):
@@ -484,7 +483,9 @@ class ReputationBoard(abc.ABC):
         """
 
 
-class SignalStore(MentionWindow, Liveness, Claims, Cursors, Tables, EventStream, ReputationBoard):
+class SignalStore(
+    MentionWindow, Liveness, Claims, Cursors, Tables, EventStream, ReputationBoard, Closing
+):
     """A whole backend: every capability, one connection pool, one lifecycle.
 
     Callers take the capability they use (:class:`MentionWindow`, :class:`Claims`,
@@ -512,14 +513,3 @@ class SignalStore(MentionWindow, Liveness, Claims, Cursors, Tables, EventStream,
 
     async def aclose(self) -> None:
         """Release connections. Safe to call twice."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
