@@ -23,7 +23,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import attrs
 
@@ -41,10 +41,11 @@ from bench.report import Row, Target
 from bench.timing import percentile
 from callsbot.clock import SystemClock
 from callsbot.config import Settings
+from callsbot.dashboard.service import Dashboard
 from callsbot.extract import extract
 from callsbot.market.gate import open_market
 from callsbot.metrics import Metrics
-from callsbot.runtime.roles import build_dashboard, build_web, make_parts
+from callsbot.runtime.roles import build_served, make_parts
 from callsbot.testing.dexscreener import FakeDexScreener
 
 CLIENTS = 16
@@ -129,12 +130,11 @@ async def _run(
     parts = make_parts(settings, clock=clock, metrics=metrics, store=store, market=validator)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
-    dashboard = None
-    web = None
+    served = None
     if clients:
-        dashboard = build_dashboard(parts, [parts.events])
-        web = build_web(parts, [parts.events, dashboard], dashboard=dashboard)
-        tasks += [asyncio.create_task(dashboard.run(stop)), asyncio.create_task(web.run(stop))]
+        # As `run` serves it: the server and the dashboard on a thread and loop of their own.
+        served = build_served(parts, [parts.events], dashboard=True)
+        tasks.append(asyncio.create_task(served.host.run(stop)))
     tasks.append(asyncio.create_task(parts.events.run(stop)))
     agg = TimedAggregator(
         settings=settings,
@@ -152,8 +152,8 @@ async def _run(
     try:
         async with contextlib.AsyncExitStack() as stack:
             proc = None
-            if web is not None:
-                port = await web.listening()
+            if served is not None:
+                port = await served.listening()
                 proc = await stack.enter_async_context(
                     _clients(f"http://127.0.0.1:{port}/api/dash/events")
                 )
@@ -167,8 +167,8 @@ async def _run(
             elapsed = probe.last_done - start
             await asyncio.sleep(0.5)  # the last frames reach the clients
             events = _sent(metrics) - sent_before
-            if dashboard is not None and proc is not None:
-                dashboard.broadcaster.close()
+            if served is not None and served.dashboard is not None and proc is not None:
+                await served.host.hosted(_closer(served.dashboard))
                 out, _ = await asyncio.wait_for(proc.communicate(), 60)
                 result = json.loads(out)
                 samples = [lat for at, lat in result["samples"] if at >= started]
@@ -181,6 +181,15 @@ async def _run(
         await client.aclose()
         await store.aclose()
     return Run(sorted(probe.latencies), sorted(samples), events, elapsed)
+
+
+def _closer(dashboard: Dashboard) -> Callable[[], Awaitable[None]]:
+    """Ends every stream, on the dashboard's own loop."""
+
+    async def close() -> None:
+        dashboard.broadcaster.close()
+
+    return close
 
 
 def _sent(metrics: Metrics) -> int:

@@ -1,11 +1,14 @@
-"""asyncio helpers that every layer uses to stop cleanly."""
+"""asyncio helpers that every layer uses: stopping cleanly, and reaching the home loop."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import concurrent.futures
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
+
+T = TypeVar("T")
 
 
 async def wait_stop(stop: asyncio.Event, seconds: float) -> bool:
@@ -58,3 +61,94 @@ class Closing:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class HomeTimeout(Exception):
+    """The home loop did not answer in time (it is blocked, or stopping)."""
+
+
+class Home:
+    """The event loop that owns the process's parts (store, hub, history), seen from any loop.
+
+    Parts built on one loop (a Redis connection, an SQLAlchemy engine, the services' state) are
+    used on that loop only. Code that may run on another thread's loop (the web server's) goes
+    through :meth:`run` and :meth:`call`; on the home loop itself they call straight through.
+
+    Args:
+        loop: the home loop; ``None``: whichever loop is running when first asked (one loop
+            in the process, as in tests).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The home loop, once known."""
+        return self._loop
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Name the home loop (done by the service that starts another one)."""
+        self._loop = loop
+
+    def _remote(self) -> asyncio.AbstractEventLoop | None:
+        """The home loop when it is not the running one."""
+        loop = self._loop
+        if loop is None or loop is asyncio.get_running_loop():
+            return None
+        return loop
+
+    async def run(self, factory: Callable[[], Awaitable[T]], *, within: float) -> T:
+        """Await ``factory()`` on the home loop; its result, or its error, here.
+
+        Raises:
+            HomeTimeout: no answer within ``within`` seconds (the call is cancelled there).
+        """
+        loop = self._remote()
+        if loop is None:
+            return await factory()
+
+        async def wrapped() -> T:
+            return await factory()
+
+        try:
+            future = asyncio.run_coroutine_threadsafe(wrapped(), loop)
+        except RuntimeError as exc:  # the home loop is closed
+            raise HomeTimeout(f"home loop gone: {exc}") from None
+        return await _wait_foreign(future, within)
+
+    async def call(self, fn: Callable[[], T], *, within: float) -> T:
+        """Call ``fn()`` on the home loop (between its callbacks); its result here.
+
+        Raises:
+            HomeTimeout: no answer within ``within`` seconds.
+        """
+        loop = self._remote()
+        if loop is None:
+            return fn()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError as exc:
+            raise HomeTimeout(f"home loop gone: {exc}") from None
+        return await _wait_foreign(future, within)
+
+
+async def _wait_foreign(future: concurrent.futures.Future[T], within: float) -> T:
+    waiter = asyncio.wrap_future(future)
+    try:
+        done, _ = await asyncio.wait({waiter}, timeout=within)
+    finally:
+        if not waiter.done():
+            waiter.cancel()  # cancels the call on the home loop too
+    if not done:
+        raise HomeTimeout(f"the home loop did not answer within {within:g}s")
+    return waiter.result()

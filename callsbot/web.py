@@ -31,6 +31,7 @@ from callsbot.config import env_name, is_loopback
 from callsbot.errors import ConfigError, StoreError
 from callsbot.metrics import Metrics
 from callsbot.store.base import MentionWindow
+from callsbot.tasks import Home, HomeTimeout
 
 log = logging.getLogger("callsbot.web")
 
@@ -63,6 +64,9 @@ SECURITY_HEADERS = {
 }
 #: Views that answer without a token: liveness says nothing but "ok".
 PUBLIC_PATHS = frozenset({"/healthz"})
+#: How long the home loop (where the services and the store live) has to answer a view. The
+#: server may run on a loop of its own: a home loop blocked this long is not alive.
+HOME_TIMEOUT_SECONDS = 5.0
 
 
 @attrs.define(eq=False)
@@ -76,6 +80,9 @@ class WebContext:
         metrics: rendered by ``/metrics``.
         token: the bearer token every non-public view needs; ``None``: loopback only.
         extensions: more views (the dashboard), added by :func:`build_app`.
+        home: the loop the services and the window belong to, when the server runs on
+            another one (by default: the same loop).
+        home_within: how long that loop has to answer a view (seconds).
     """
 
     services: Sequence[Checked]
@@ -84,6 +91,8 @@ class WebContext:
     metrics: Metrics
     token: str | None = attrs.field(default=None, repr=False)
     extensions: Sequence[Extension] = ()
+    home: Home = attrs.Factory(Home)
+    home_within: float = HOME_TIMEOUT_SECONDS
 
 
 CONTEXT: web.AppKey[WebContext] = web.AppKey("context")
@@ -143,7 +152,15 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the event loop answers. No dependency is checked."""
+    """Liveness: the home event loop answers (within :data:`HOME_TIMEOUT_SECONDS`). No
+    dependency is checked."""
+    ctx = request.app[CONTEXT]
+    try:
+        await ctx.home.call(lambda: None, within=ctx.home_within)
+    except HomeTimeout as exc:
+        return web.json_response(
+            {"status": "event loop not answering", "reason": str(exc)}, status=503
+        )
     return web.json_response({"status": "ok"})
 
 
@@ -154,7 +171,11 @@ def readiness(ctx: WebContext) -> list[str]:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: every service's reasons; 503 with them when there are any."""
-    problems = readiness(request.app[CONTEXT])
+    ctx = request.app[CONTEXT]
+    try:
+        problems = await ctx.home.call(lambda: readiness(ctx), within=ctx.home_within)
+    except HomeTimeout as exc:
+        problems = [f"event loop not answering: {exc}"]
     if problems:
         return web.json_response({"status": "not ready", "reasons": problems}, status=503)
     return web.json_response({"status": "ready"})
@@ -170,8 +191,8 @@ async def consensus(request: web.Request) -> web.Response:
     """Tokens active in the window with their groups and call times."""
     ctx = request.app[CONTEXT]
     try:
-        snapshot = await ctx.window.snapshot()
-    except StoreError as exc:
+        snapshot = await ctx.home.run(ctx.window.snapshot, within=ctx.home_within)
+    except (StoreError, HomeTimeout) as exc:
         return web.json_response({"error": f"store unreachable: {exc}"}, status=503)
     now = unix_seconds(ctx.clock)
     tokens: list[dict[str, Any]] = []

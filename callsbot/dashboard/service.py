@@ -28,11 +28,14 @@ from callsbot.dashboard.stream import Broadcaster
 from callsbot.errors import StoreError
 from callsbot.events import Event
 from callsbot.store.base import MentionWindow
-from callsbot.tasks import wait_stop
+from callsbot.tasks import Home, HomeTimeout, wait_stop
 
 log = logging.getLogger("callsbot.dashboard")
 
 Sleep = Callable[[float], Awaitable[None]]
+#: How long the window store, the readiness reasons and the providers have to answer from the
+#: home loop before this refresh does without them.
+HOME_TIMEOUT_SECONDS = 5.0
 
 
 @attrs.frozen
@@ -69,6 +72,8 @@ class Dashboard:
         timing: intervals.
         rate: simulated seconds per wall-clock second (1 live; the demo's speed), so the
             browser can age calls between events.
+        home: the loop that owns ``window``, the providers and the services asked for
+            readiness (the dashboard may run on the web server's own loop).
     """
 
     name = "dashboard"
@@ -84,6 +89,7 @@ class Dashboard:
         timing: Timing | None = None,
         rate: float = 1.0,
         sleep: Sleep = asyncio.sleep,
+        home: Home | None = None,
     ) -> None:
         self.state = state
         self.broadcaster = broadcaster
@@ -93,12 +99,17 @@ class Dashboard:
         self._window = window
         self._rate = rate
         self._sleep = sleep
+        self._home = home if home is not None else Home()
         self._provider_failures: set[str] = set()
 
     # -- the hub's subscriber ------------------------------------------------------------------
 
     async def handle(self, event: Event) -> None:
         """Apply one event and publish what changed (the hub calls this; it never waits)."""
+        self.take(event)
+
+    def take(self, event: Event) -> None:
+        """Apply one event and publish what changed, on the loop the dashboard runs on."""
         self.publish(self.state.apply(event))
 
     def publish(self, updates: Sequence[Update]) -> None:
@@ -138,12 +149,12 @@ class Dashboard:
         """Seed, then refresh until ``stop``; end every stream on the way out."""
         try:
             await self.seed()
-            self.refresh()
+            await self.refresh()
             await self.refresh_providers()
             t = self.timing
             since_providers = since_tick = 0.0
             while not await wait_stop(stop, t.refresh_seconds):
-                self.refresh()
+                await self.refresh()
                 since_providers += t.refresh_seconds
                 since_tick += t.refresh_seconds
                 if since_providers >= t.providers_seconds:
@@ -160,40 +171,46 @@ class Dashboard:
         if self._window is None:
             return
         try:
-            calls = await self._window.snapshot()
-        except StoreError as exc:
+            calls = await self._home.run(self._window.snapshot, within=HOME_TIMEOUT_SECONDS)
+        except (StoreError, HomeTimeout) as exc:
             log.warning("dashboard: store unreachable, starting empty: %s", exc)
             return
         self.publish(self.state.seed(calls, self._clock.time()))
 
-    def refresh(self) -> None:
+    async def refresh(self) -> None:
         """Expire calls that left the window; re-read the readiness reasons."""
         self.publish(self.state.expire(self._clock.time()))
-        if self._sources.health is not None:
-            self.publish(self.state.set_health(self._sources.health()))
+        health = self._sources.health
+        if health is not None:
+            try:
+                reasons = await self._home.call(lambda: list(health()), within=HOME_TIMEOUT_SECONDS)
+            except HomeTimeout as exc:
+                reasons = [f"event loop not answering: {exc}"]
+            self.publish(self.state.set_health(reasons))
 
     async def refresh_providers(self) -> None:
         """Ask the outcome, scoreboard and group providers (each optional, each may fail)."""
         src = self._sources
         if src.outcomes is not None:
             keys = self.state.alert_keys
-            cells = await self._ask("outcomes", src.outcomes(keys)) if keys else {}
+            outcomes = src.outcomes
+            cells = await self._ask("outcomes", lambda: outcomes(keys)) if keys else {}
             if cells is not None:
                 self.publish(self.state.set_outcomes(cells))
         else:
             self.publish(self.state.set_outcomes(None))
         if src.scoreboard is not None:
-            rows = await self._ask("scoreboard", src.scoreboard())
+            rows = await self._ask("scoreboard", src.scoreboard)
             if rows is not None:
                 self.publish(self.state.set_scoreboard(rows))
         if src.groups is not None:
-            view = await self._ask("groups", src.groups())
+            view = await self._ask("groups", src.groups)
             if view is not None:
                 self.publish(self.state.set_groups(view))
 
-    async def _ask(self, name: str, answer: Awaitable[Any]) -> Any:
+    async def _ask(self, name: str, ask: Callable[[], Awaitable[Any]]) -> Any:
         try:
-            result = await answer
+            result = await self._home.run(ask, within=HOME_TIMEOUT_SECONDS)
         except Exception as exc:
             # A provider is another part's data: its failure keeps the panel's last values.
             if name not in self._provider_failures:

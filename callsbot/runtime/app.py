@@ -79,16 +79,15 @@ async def run(
                 if tracker is not None:
                     services.append(tracker)
             if settings.web.enabled:
-                dashboard = None
-                if settings.web.dashboard:
-                    sources = (
-                        roles.outcome_sources(tracker, settings, clock=clock)
-                        if tracker is not None
-                        else None
-                    )
-                    dashboard = roles.build_dashboard(parts, list(services), sources=sources)
-                    services.append(dashboard)
-                services.append(roles.build_web(parts, list(services), dashboard=dashboard))
+                sources = (
+                    roles.outcome_sources(tracker, settings, clock=clock)
+                    if tracker is not None and settings.web.dashboard
+                    else None
+                )
+                served = roles.build_served(
+                    parts, list(services), dashboard=settings.web.dashboard, sources=sources
+                )
+                services.append(served.host)
             await _supervise_all(services, parts, stop, grace_seconds)
     except FatalError as exc:
         log.error("fatal: %s", _describe(exc))

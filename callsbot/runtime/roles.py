@@ -65,6 +65,7 @@ from callsbot.reputation_job import ReputationJob
 from callsbot.runtime.keeper import WindowKeeper
 from callsbot.runtime.probes import StoreProbe
 from callsbot.runtime.service import Service
+from callsbot.runtime.thread import Handoff, ThreadHost
 from callsbot.scorer import FeedSource, Scorer
 from callsbot.sinks.base import AlertSink
 from callsbot.sinks.jsonl import JsonlSink
@@ -75,6 +76,7 @@ from callsbot.sources.cielo_ws import CieloWebSocket
 from callsbot.sources.telegram import MessageIntake, TelegramGateway, TelegramListener
 from callsbot.store import SignalStore, keys, open_store
 from callsbot.subscribers import VoteTracker, subscribe_standard
+from callsbot.tasks import Home
 from callsbot.web import WebContext, WebServer
 
 log = logging.getLogger("callsbot")
@@ -516,6 +518,10 @@ def build_keeper(parts: Parts, recorder: HistoryRecorder | None) -> WindowKeeper
     )
 
 
+#: The events the dashboard shows.
+DASHBOARD_EVENTS = (MentionRecorded, BuyScored, AlertSent, VerdictMade)
+
+
 def build_dashboard(
     parts: Parts,
     services: Sequence[Service],
@@ -523,12 +529,15 @@ def build_dashboard(
     sources: DashboardSources | None = None,
     rate: float = 1.0,
     sleep: Sleep = asyncio.sleep,
+    home: Home | None = None,
+    subscribe: bool = True,
 ) -> Dashboard:
     """The dashboard, subscribed to the hub; its health panel asks ``services``.
 
     ``sources`` plugs in the optional panels' providers (outcomes, scoreboard, groups, weights);
     readiness defaults to ``services``. ``rate`` is simulated seconds per wall second (the
     demo's speed). ``sleep`` paces its refresh loop on the wall clock: browsers are real time.
+    ``home`` and ``subscribe=False``: it runs on another loop (see :func:`build_served`).
     """
     s = parts.settings
     checked = list(services)
@@ -559,19 +568,22 @@ def build_dashboard(
         timing=Timing(keepalive_seconds=s.web.sse_keepalive_seconds, retry_ms=s.web.sse_retry_ms),
         rate=rate,
         sleep=sleep,
+        home=home,
     )
-    parts.events.subscribe(
-        "dashboard",
-        dashboard.handle,
-        kinds=[MentionRecorded, BuyScored, AlertSent, VerdictMade],
-    )
+    if subscribe:
+        parts.events.subscribe("dashboard", dashboard.handle, kinds=DASHBOARD_EVENTS)
     return dashboard
 
 
 def build_web(
-    parts: Parts, services: Sequence[Service], *, dashboard: Dashboard | None = None
+    parts: Parts,
+    services: Sequence[Service],
+    *,
+    dashboard: Dashboard | None = None,
+    home: Home | None = None,
 ) -> WebServer:
-    """The HTTP server whose readiness asks ``services``, with ``dashboard``'s views if given."""
+    """The HTTP server whose readiness asks ``services``, with ``dashboard``'s views if given
+    (``home``: the services' loop, when the server runs on another)."""
     ctx = WebContext(
         services=list(services),
         window=parts.store,
@@ -579,8 +591,69 @@ def build_web(
         metrics=parts.metrics,
         token=parts.settings.web.token,
         extensions=[dashboard_views(dashboard)] if dashboard is not None else [],
+        home=home if home is not None else Home(),
     )
     return WebServer(ctx, host=parts.settings.web.host, port=parts.settings.web.port)
+
+
+@attrs.frozen
+class Served:
+    """The web server and the dashboard on a thread and loop of their own.
+
+    Attributes:
+        host: the service to run (on the home loop); it runs the two on theirs.
+        web: the server.
+        dashboard: the dashboard, when served.
+    """
+
+    host: ThreadHost
+    web: WebServer
+    dashboard: Dashboard | None
+
+    async def listening(self) -> int:
+        """The server's port once it listens."""
+        return await self.host.hosted(self.web.listening)
+
+
+def build_served(
+    parts: Parts,
+    services: Sequence[Service],
+    *,
+    dashboard: bool,
+    sources: DashboardSources | None = None,
+    rate: float = 1.0,
+) -> Served:
+    """The web server (with the dashboard when ``dashboard``) off the home loop.
+
+    Why: writing to the browsers (one ``send()`` per client and batch) on the pipeline's loop
+    delayed mentions (bench case 10); on their own loop the writes run beside it. They reach
+    the window, the providers and readiness through a :class:`~callsbot.tasks.Home`, and the
+    hub's events through a :class:`~callsbot.runtime.thread.Handoff`.
+    """
+    home = Home()
+    dash = None
+    if dashboard:
+        dash = build_dashboard(
+            parts, services, sources=sources, rate=rate, home=home, subscribe=False
+        )
+    web = build_web(parts, services, dashboard=dash, home=home)
+    hosted: list[Service] = [web] if dash is None else [dash, web]
+    host = ThreadHost("web", hosted, home=home)
+    if dash is not None:
+        handoff = Handoff(
+            "dashboard",
+            dash.take,
+            host=host,
+            metrics=parts.metrics,
+            maxsize=parts.settings.events.subscriber_queue,
+        )
+        parts.events.subscribe(
+            "dashboard",
+            handoff,
+            kinds=DASHBOARD_EVENTS,
+            maxsize=parts.settings.events.subscriber_queue,
+        )
+    return Served(host, web, dash)
 
 
 @contextlib.asynccontextmanager
