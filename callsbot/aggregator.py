@@ -814,10 +814,16 @@ class Aggregator:
 
 
 def _dedupe(candidates: list[Candidate]) -> list[Candidate]:
-    seen: set[str] = set()
+    # Per message, never across messages: a retry hands over the deferred candidates of many
+    # messages at once, and each group's call of a token is a mention of its own. Keyed like
+    # the store's claim (plus the group), so what is dropped here would only have been refused
+    # as a duplicate there.
+    seen: set[tuple[int, int, str, str]] = set()
     out: list[Candidate] = []
     for c in candidates:
-        if c.address not in seen:
-            seen.add(c.address)
+        m = c.message
+        key = (m.chat_id, m.message_id, m.group, c.address)
+        if key not in seen:
+            seen.add(key)
             out.append(c)
     return out

@@ -65,16 +65,29 @@ async def rig(clock: FakeClock, store: SignalStore, **settings: object) -> Async
 
 
 def msg(
-    text: str, *, group: str = "@alpha", message_id: int = 1, ts: int = T0 - 60
+    text: str,
+    *,
+    group: str = "@alpha",
+    chat_id: int = -1000000000111,
+    message_id: int = 1,
+    ts: int = T0 - 60,
 ) -> IncomingMessage:
-    return IncomingMessage(
-        chat_id=-1000000000111, group=group, message_id=message_id, ts=ts, text=text
-    )
+    return IncomingMessage(chat_id=chat_id, group=group, message_id=message_id, ts=ts, text=text)
 
 
 @pytest.fixture
 def memory(clock: FakeClock) -> MemoryStore:
     return MemoryStore(window=3600, clock=clock)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[SignalStore]:
+    if request.param == "memory":
+        yield MemoryStore(window=3600, clock=clock)
+        return
+    redis = make_redis_store(request.getfixturevalue("redis_url"), clock)
+    yield redis
+    await redis.aclose()
 
 
 async def test_valid_token_is_recorded_and_failing_ones_say_why(
@@ -128,6 +141,47 @@ async def test_a_429_defers_the_mention_and_never_marks_it_invalid(
         assert r.aggregator.deferred == 0
         # Recorded with the message's own date, not the retry time.
         assert await memory.groups(mint(1)) == {"@alpha": T0 - 60}
+
+
+async def test_groups_calling_the_same_token_during_an_outage_are_all_counted_after_it(
+    clock: FakeClock, store: SignalStore
+) -> None:
+    async with rig(clock, store) as r:
+        r.dex.add_token(mint(1))
+        r.dex.fail_next(503, times=3)  # down for each of the three messages
+        calls = [
+            msg(f"CA: {mint(1)}", group="@alpha", chat_id=-1001, message_id=7, ts=T0 - 60),
+            msg(f"CA: {mint(1)}", group="@beta", chat_id=-1002, message_id=7, ts=T0 - 50),
+            # @alpha again, in another message: still one group.
+            msg(f"{mint(1)} sending", group="@alpha", chat_id=-1001, message_id=8, ts=T0 - 40),
+        ]
+        for call in calls:
+            assert [x.outcome for x in await r.aggregator.process(call)] == ["deferred"]
+        assert r.aggregator.deferred == 3
+        assert await r.aggregator.retry_deferred() is True  # the market is back
+        assert r.aggregator.deferred == 0
+        assert await store.counts([mint(1)]) == {mint(1): 2}
+        assert await store.groups(mint(1)) == {"@alpha": T0 - 40, "@beta": T0 - 50}
+        assert r.sample("callsbot_mentions_rejected_total", reason="duplicate") == 0
+
+
+async def test_a_retry_during_the_outage_keeps_every_message_and_one_message_is_one_mention(
+    clock: FakeClock, memory: MemoryStore
+) -> None:
+    async with rig(clock, memory) as r:
+        r.dex.add_pair(make_pair(mint(1), pair_address=mint(11)))
+        r.dex.fail_next(500, times=5)  # the three lookups of the messages, two of the retry
+        twice = f"CA: {mint(1)}\nhttps://dexscreener.com/solana/{mint(11)}"
+        await r.aggregator.process(msg(twice, group="@alpha", chat_id=-1001))
+        await r.aggregator.process(msg(f"CA: {mint(1)}", group="@beta", chat_id=-1002))
+        assert r.aggregator.deferred == 3  # @alpha's mint and pair link, @beta's mint
+        assert await r.aggregator.retry_deferred() is False  # still down: nothing settles
+        assert r.aggregator.deferred == 3
+        assert await r.aggregator.retry_deferred() is True
+        assert r.aggregator.deferred == 0
+        assert await memory.counts([mint(1)]) == {mint(1): 2}
+        # @alpha's message named the token twice: one mention, not a second claim to refuse.
+        assert r.sample("callsbot_mentions_rejected_total", reason="duplicate") == 0
 
 
 async def test_deferred_mentions_older_than_the_window_are_dropped_and_counted(
