@@ -198,7 +198,6 @@ class DemoRun:
     engine: Replay
 
     def __init__(self, session: dict[str, Any], *, out: TextIO, quiet: bool) -> None:
-        self._session = session
         self._groups = Recording.from_dict(session["telegram"]).groups
         self._start, self._end = int(session["start"]), int(session["end"])
         self._symbols = symbols(session)
