@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import attrs
 import pytest
 
 from callsbot.config import Settings, StoreSettings
-from callsbot.demo import demo_command, load_session
+from callsbot.demo import Serve, demo_command, load_session, open_demo
 from callsbot.demo.tracking import HISTORY_FILE
 from callsbot.history.sql import SQLHistory
 from callsbot.outcomes.ledger import OutcomeLedger
@@ -89,6 +91,40 @@ async def test_demo_over_redis_gives_the_same_alerts_twice_in_a_row(redis_url: s
         text = await run_demo(settings)
         assert summary_line(text, "alerts") == ALERTS
         assert text.count("──── reply to the $") == 10  # follow-up claims are the run's own
+
+
+async def test_the_session_plays_on_the_engine_without_a_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tried: list[object] = []
+
+    def refuse(self: socket.socket, address: object) -> None:
+        tried.append(address)
+        raise AssertionError(f"the demo's session tried to connect to {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    async with open_demo(Settings(), out=io.StringIO(), quiet=True) as demo:
+        while await demo.step():
+            pass
+        text = await demo.finish()
+    # Market data and the feed come from the recording, in-process.
+    assert summary_line(text, "alerts") == ALERTS
+    assert tried == []
+
+
+async def test_the_served_demo_is_ready_while_it_plays() -> None:
+    async with open_demo(Settings(), out=io.StringIO(), quiet=True, serve=Serve(port=0)) as demo:
+        port = await demo.listening()
+        while demo.t <= 600 and await demo.step():
+            pass
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/readyz") as response,
+        ):
+            body = await response.json()
+    # The scorer is polled as the live loop polls it: its feed is fresh.
+    assert body == {"status": "ready"}
 
 
 def test_session_payloads_use_the_real_schemas() -> None:

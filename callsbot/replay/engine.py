@@ -12,7 +12,9 @@ at each, does what the live processes would have done by then, in their order:
    watched token (``Scorer.react``), as its loop does when woken;
 3. retry candidates whose market data was unknown (every :data:`RETRY_SECONDS`, the retry
    loop's longest pause);
-4. hand the buys served by now to the scorer (``Scorer.handle_buys``);
+4. hand the buys served by now to the scorer (``Scorer.handle_buys``); a tape whose buys were
+   taken at the scorer's polls (``Tape.feed_poll``) is polled as the live loop polls, every
+   ``cielo.poll_seconds`` through ``Scorer.poll_once`` (so the scorer's feed health holds);
 5. every ``scoring.watch_tick_seconds``: the scorer's tick (pending buys, watch-list expiry and
    re-scores);
 6. run the periodic jobs handed in (the reputation job of weighted consensus).
@@ -146,11 +148,15 @@ class _ReplayHub(EventHub):
         super().publish(event, remote=remote)
 
 
-class _NoFeed:
-    """The scorer's feed slot: the engine hands buys in itself (``Scorer.handle_buys``)."""
+class _TapeFeed:
+    """The scorer's feed slot: a poll answers the buys the engine put in :attr:`due`."""
+
+    def __init__(self) -> None:
+        self.due: list[Buy] = []
 
     async def poll(self) -> PollResult:
-        return PollResult()
+        buys, self.due = self.due, []
+        return PollResult(buys=tuple(buys))
 
     async def handled(self, buys: Sequence[Buy]) -> None:
         """Nothing to mark: a replay's buys are not leased."""
@@ -269,7 +275,8 @@ class Replay:
         self.labels = RunLabels(tape.paths, settings=settings.outcomes, clock=self.clock)
         self.aggregator = roles.build_pipeline(self.parts)
         self.capture = CaptureSink()
-        self.scorer = roles.build_scorer(self.parts, feed=_NoFeed(), sinks=[self.capture, *sinks])
+        self._feed = _TapeFeed()
+        self.scorer = roles.build_scorer(self.parts, feed=self._feed, sinks=[self.capture, *sinks])
         self._periodic = list(periodic)
         self._next_job = [tape.start for _ in self._periodic]
         self._recorder.labels = self.labels
@@ -284,6 +291,9 @@ class Replay:
         self._beat_at = -math.inf
         self._tick_every = settings.scoring.watch_tick_seconds
         self._poll_every = settings.cielo.poll_seconds
+        # In websocket mode the scorer does not poll: buys are handed in as they come.
+        self._polls = tape.feed_poll and settings.cielo.mode == "poll"
+        self._next_poll = tape.start
         self._beat_every = settings.store.heartbeat_interval
 
     def add_periodic(self, job: Periodic) -> None:
@@ -323,6 +333,8 @@ class Replay:
             due = min(due, self._buy_due(tape.buys[self._buy].at))
         if self.aggregator.deferred:
             due = min(due, self._next_retry)
+        if self._polls:
+            due = min(due, self._next_poll)
         for job_due in self._next_job:
             due = min(due, job_due)
         return max(due, self.clock.time())
@@ -384,6 +396,15 @@ class Replay:
             self._buy += 1
         if buys:
             self.metrics.feed_items.labels(outcome="buy").inc(len(buys))
+        if self._polls:
+            self._feed.due += buys
+            if t >= self._next_poll:
+                polled = bool(self._feed.due)
+                self._take(await self.scorer.poll_once())
+                if polled:
+                    await self._settle()
+                self._next_poll = _grid_next(t, tape.start, self._poll_every)
+        elif buys:
             self._take(await self.scorer.handle_buys(buys, path="poll"))
             await self._settle()
         if t >= self._next_tick:

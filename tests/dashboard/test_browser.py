@@ -1,10 +1,10 @@
 """The dashboard in a real browser: Debian's Chromium driven by Playwright, over the demo.
 
-The recorded session plays through the real listener, pipeline, store, market data and scorer
-(:func:`callsbot.demo.open_demo`) with the dashboard served on a free port; the test steps the
-session itself, so nothing waits on the wall clock to move time. Without Chromium (or
-Playwright) the test is skipped with the reason; with ``REQUIRE_BROWSER_TEST=1`` (CI,
-``.ci/run``) that is a failure instead.
+The recorded session plays through the replay engine (the real pipeline, store and scorer,
+market data as of each moment: :func:`callsbot.demo.open_demo`) with the dashboard served on a
+free port; the test steps the session itself, so nothing waits on the wall clock to move time.
+Without Chromium (or Playwright) the test is skipped with the reason; with
+``REQUIRE_BROWSER_TEST=1`` (CI, ``.ci/run``) that is a failure instead.
 
 The screenshot lands in ``artefacts/dashboard.png`` (git-ignored).
 """
@@ -127,16 +127,14 @@ async def test_the_dashboard_shows_consensus_forming_in_chromium(
             await expect(froggy.locator(".call")).to_have_count(2)
 
             # A token whose market data names it with markup, a bidi override and 5,000 chars.
-            demo.dex.add_pair(
+            demo.add_pair(
                 make_pair(HOSTILE_TOKEN, base_name=HOSTILE_NAME, base_symbol="<b>PWN</b>")
             )
-            await demo.gateway.deliver(
+            await demo.deliver(
                 RecordedMessage(
                     group="@MarksGems", id=990_001, at=demo.t, text=f"CA: {HOSTILE_TOKEN}"
                 )
             )
-            await demo.aggregator.drain()
-            await demo.parts.events.drain()
             hostile = page.locator(f'#tokens tr[data-token="{HOSTILE_TOKEN}"]')
             await expect(hostile).to_have_count(1, timeout=2000)
             shown = clean(HOSTILE_NAME)

@@ -148,3 +148,26 @@ async def test_nothing_after_the_end_is_played() -> None:
     result = await replay(tp, Settings())
     assert [e.token for e in result.levels] == [A]
     assert result.end == T0 + 100
+
+
+async def test_a_polled_feed_is_polled_by_the_scorer_as_the_live_loop_polls() -> None:
+    tp = attrs.evolve(
+        tape([], [buy(T0 + 31, A)], [observation(T0, A)], end=T0 + 100),
+        feed_poll=True,
+    )
+    engine = Replay(tp, Settings())
+    try:
+        await engine.advance(T0 + 95)
+        assert engine.scorer.last_poll_at == T0 + 90
+        assert engine.scorer.health() == []
+        assert [e.at for e in engine.result().scores] == [T0 + 60]
+    finally:
+        await engine.aclose()
+    # A history's buys carry their own time: nothing polls.
+    engine = Replay(attrs.evolve(tp, feed_poll=False), Settings())
+    try:
+        await engine.advance(T0 + 95)
+        assert engine.scorer.last_poll_at is None
+        assert [e.at for e in engine.result().scores] == [T0 + 31]
+    finally:
+        await engine.aclose()
