@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import attrs
 
@@ -52,7 +52,8 @@ from callsbot.store import open_store
 from callsbot.tasks import wait_stop
 from callsbot.testing.dexscreener import ClockSleep
 from callsbot.testing.geckoterminal import FakeGeckoTerminal
-from callsbot.web import WebServer
+
+T = TypeVar("T")
 
 __all__ = [
     "DemoRun",
@@ -190,8 +191,7 @@ class DemoRun:
         gecko: the local GeckoTerminal, when the demo follows the day after.
         recorder: the history recorder, likewise.
         tracker: the outcome tracker, likewise.
-        dashboard: the dashboard, when served.
-        web: the web server, when served.
+        served: the web server and the dashboard (on their own thread), when served.
         t: seconds of the session played so far.
     """
 
@@ -207,8 +207,7 @@ class DemoRun:
         self.gecko: FakeGeckoTerminal | None = None
         self.recorder: HistoryRecorder | None = None
         self.tracker: OutcomeTracker | None = None
-        self.dashboard: Dashboard | None = None
-        self.web: WebServer | None = None
+        self.served: roles.Served | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.t = 0
@@ -241,25 +240,22 @@ class DemoRun:
             yield
 
     def serve(self, serve: Serve) -> None:
-        """Build the dashboard and the web server and run them beside the session."""
+        """Build the dashboard and the web server and run them beside the session (on their
+        own thread and loop, as ``run`` serves them)."""
         services: list[Service] = [self.parts.events, self.engine.aggregator, self.engine.scorer]
         sources = None
         if self.tracker is not None:
             sources = roles.outcome_sources(self.tracker, self.settings, clock=self.clock)
-        self.dashboard = roles.build_dashboard(
-            self.parts, services, rate=serve.speed, sources=sources
+        self.served = roles.build_served(
+            self.parts, services, dashboard=True, sources=sources, rate=serve.speed
         )
-        self.web = roles.build_web(self.parts, services, dashboard=self.dashboard)
-        self._tasks += [
-            asyncio.create_task(self.dashboard.run(self._stop), name="demo-dashboard"),
-            asyncio.create_task(self.web.run(self._stop), name="demo-web"),
-        ]
+        self._tasks.append(asyncio.create_task(self.served.host.run(self._stop), name="demo-web"))
 
     async def listening(self) -> int:
         """The web server's port once it listens (served demos only)."""
-        if self.web is None:
+        if self.served is None:
             raise RuntimeError("the demo is not served")
-        listening = asyncio.ensure_future(self.web.listening())
+        listening = asyncio.ensure_future(self.served.listening())
         done, _ = await asyncio.wait({listening, *self._tasks}, return_when="FIRST_COMPLETED")
         if listening not in done:
             listening.cancel()
@@ -267,6 +263,13 @@ class DemoRun:
                 task.result()  # the server failed to start: raise its error
             raise RuntimeError("the web server stopped before listening")
         return listening.result()
+
+    async def on_dashboard(self, fn: Callable[[Dashboard], T]) -> T:
+        """``fn(dashboard)`` on the dashboard's own loop once it has every event so far."""
+        if self.served is None:
+            raise RuntimeError("the demo is not served")
+        await self.parts.events.drain()
+        return await self.served.on_dashboard(fn)
 
     async def step(self) -> bool:
         """Play the next :data:`STEP` seconds of the session; ``False`` once it is over."""
@@ -294,8 +297,9 @@ class DemoRun:
 
     async def finish(self) -> str:
         """The summary of the session."""
-        if self.dashboard is not None:
-            self.dashboard.set_rate(0.0)  # the simulated clock stops with the session
+        if self.served is not None:
+            # The simulated clock stops with the session.
+            await self.on_dashboard(lambda dashboard: dashboard.set_rate(0.0))
         return summary(
             metrics=self.engine.metrics,
             delivered=self.engine.delivered,

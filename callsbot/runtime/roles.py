@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import attrs
@@ -82,6 +83,7 @@ from callsbot.web import WebContext, WebServer
 log = logging.getLogger("callsbot")
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 ROLES = ("all", "aggregator", "scorer")
 
@@ -609,10 +611,25 @@ class Served:
     host: ThreadHost
     web: WebServer
     dashboard: Dashboard | None
+    handoff: Handoff | None = None
 
     async def listening(self) -> int:
         """The server's port once it listens."""
         return await self.host.hosted(self.web.listening)
+
+    async def on_dashboard(self, fn: Callable[[Dashboard], T]) -> T:
+        """``fn(dashboard)`` on the dashboard's loop, after every event handed over so far
+        (the hub's queue drained first) is applied: the dashboard is not to be touched from
+        the home loop."""
+        dashboard, handoff = self.dashboard, self.handoff
+        if dashboard is None or handoff is None:
+            raise RuntimeError("no dashboard is served")
+
+        async def run() -> T:
+            handoff.drain()
+            return fn(dashboard)
+
+        return await self.host.hosted(run)
 
 
 def build_served(
@@ -639,6 +656,7 @@ def build_served(
     web = build_web(parts, services, dashboard=dash, home=home)
     hosted: list[Service] = [web] if dash is None else [dash, web]
     host = ThreadHost("web", hosted, home=home)
+    handoff = None
     if dash is not None:
         handoff = Handoff(
             "dashboard",
@@ -653,7 +671,7 @@ def build_served(
             kinds=DASHBOARD_EVENTS,
             maxsize=parts.settings.events.subscriber_queue,
         )
-    return Served(host, web, dash)
+    return Served(host, web, dash, handoff)
 
 
 @contextlib.asynccontextmanager

@@ -207,7 +207,7 @@ class Handoff:
         self._maxsize = maxsize
         self._batch = batch_seconds
         self._armed = False
-        host.on_start(self._drain)
+        host.on_start(self.drain)
 
     async def __call__(self, event: Event) -> None:
         """Queue ``event`` for the hosted loop (the hub calls this on the home loop)."""
@@ -229,9 +229,10 @@ class Handoff:
             self._armed = False  # the hosted loop is closing; its next start drains
 
     def _arm(self) -> None:
-        asyncio.get_running_loop().call_later(self._batch, self._drain)
+        asyncio.get_running_loop().call_later(self._batch, self.drain)
 
-    def _drain(self) -> None:
+    def drain(self) -> None:
+        """Hand every waiting event to the handler now (on the hosted loop only)."""
         self._armed = False
         while self._pending:
             event = self._pending.popleft()

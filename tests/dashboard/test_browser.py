@@ -73,9 +73,10 @@ async def play_until(demo: DemoRun, t: int) -> None:
         pass
 
 
-def groups_of(demo: DemoRun, token: str) -> int:
-    assert demo.dashboard is not None
-    row = demo.dashboard.state.row(token, demo.clock.time())
+async def groups_of(demo: DemoRun, token: str) -> int:
+    """How many groups the dashboard's state shows for ``token`` (asked on its own loop)."""
+    now = demo.clock.time()
+    row = await demo.on_dashboard(lambda dash: dash.state.row(token, now))
     return 0 if row is None else int(row["groups"])
 
 
@@ -86,10 +87,11 @@ async def test_the_dashboard_shows_consensus_forming_in_chromium(
     pw = playwright_api
     expect = pw.expect
     port = await demo.listening()
-    assert demo.dashboard is not None
-    state = demo.dashboard.state
     await play_until(demo, 2620)  # 44 minutes in: four alerts, FROGGY called by one group
-    assert groups_of(demo, FROGGY) == 1
+    assert await groups_of(demo, FROGGY) == 1
+    tokens, alerts = await demo.on_dashboard(
+        lambda dash: (len(dash.state.tokens), len(dash.state.alert_keys))
+    )
 
     problems: list[str] = []
     dialogs: list[str] = []
@@ -109,8 +111,8 @@ async def test_the_dashboard_shows_consensus_forming_in_chromium(
 
             # The snapshot is rendered: one row per token, the alerts, the live stream.
             rows = page.locator("#tokens tr")
-            await expect(rows).to_have_count(len(state.tokens))
-            await expect(page.locator("#alerts tr")).to_have_count(len(state.alert_keys))
+            await expect(rows).to_have_count(tokens)
+            await expect(page.locator("#alerts tr")).to_have_count(alerts)
             await expect(page.locator("#conn")).to_have_text("live")
             froggy = page.locator(f'#tokens tr[data-token="{FROGGY}"]')
             await expect(froggy.locator(".sym a")).to_have_text("$FROGGY")
@@ -119,7 +121,7 @@ async def test_the_dashboard_shows_consensus_forming_in_chromium(
 
             # A recorded mention: the unnamed channel calls FROGGY at 44 min 20 s.
             loop = asyncio.get_running_loop()
-            while groups_of(demo, FROGGY) == 1:
+            while await groups_of(demo, FROGGY) == 1:
                 assert await demo.step()
             recorded_at = loop.time()
             await expect(froggy.locator(".count")).to_have_text("2", timeout=2000)
