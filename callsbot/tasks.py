@@ -75,8 +75,8 @@ class Home:
     through :meth:`run` and :meth:`call`; on the home loop itself they call straight through.
 
     Args:
-        loop: the home loop; ``None``: whichever loop is running when first asked (one loop
-            in the process, as in tests).
+        loop: the home loop; until one is named (:meth:`bind`), every call goes straight
+            through on the running loop (one loop in the process, as in tests).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -151,4 +151,6 @@ async def _wait_foreign(future: concurrent.futures.Future[T], within: float) -> 
             waiter.cancel()  # cancels the call on the home loop too
     if not done:
         raise HomeTimeout(f"the home loop did not answer within {within:g}s")
+    if waiter.cancelled():
+        raise HomeTimeout("the home loop cancelled the call (it is stopping)")
     return waiter.result()

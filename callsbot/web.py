@@ -184,7 +184,12 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition."""
     ctx = request.app[CONTEXT]
-    return web.Response(body=ctx.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    try:
+        # Rendered on the home loop: some gauges are callbacks reading the services' state.
+        body = await ctx.home.call(ctx.metrics.render, within=ctx.home_within)
+    except HomeTimeout as exc:
+        return web.json_response({"error": f"event loop not answering: {exc}"}, status=503)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def consensus(request: web.Request) -> web.Response:
@@ -234,7 +239,8 @@ class WebServer:
         self._ctx = ctx
         self._host = host
         self._port = port
-        self._listening = asyncio.Event()
+        self._listening: asyncio.Event | None = None
+        self._listening_loop: asyncio.AbstractEventLoop | None = None
         self._port_bound: int | None = None
 
     @property
@@ -249,9 +255,17 @@ class WebServer:
 
     async def listening(self) -> int:
         """Wait until the server listens; return its port."""
-        await self._listening.wait()
+        await self._listening_event().wait()
         assert self._port_bound is not None
         return self._port_bound
+
+    def _listening_event(self) -> asyncio.Event:
+        # One per loop: after a restart the server may run on another thread's loop, and an
+        # asyncio.Event belongs to the loop it was first awaited on.
+        loop = asyncio.get_running_loop()
+        if self._listening is None or self._listening_loop is not loop:
+            self._listening, self._listening_loop = asyncio.Event(), loop
+        return self._listening
 
     def health(self) -> list[str]:
         """The server itself never holds readiness back."""
@@ -268,6 +282,7 @@ class WebServer:
             raise ConfigError(
                 env_name("web", "token"), f"required to serve on {self._host!r} (not loopback)"
             )
+        listening = self._listening_event()
         runner = web.AppRunner(
             build_app(self._ctx), access_log=None, handle_signals=False, shutdown_timeout=5.0
         )
@@ -276,9 +291,9 @@ class WebServer:
             site = web.TCPSite(runner, self._host, self._port)
             await site.start()
             self._port_bound = int(runner.addresses[0][1])
-            self._listening.set()
+            listening.set()
             log.info("http on %s:%d", self._host, self._port_bound)
             await stop.wait()
         finally:
-            self._listening.clear()
+            listening.clear()
             await runner.cleanup()

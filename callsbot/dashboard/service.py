@@ -147,6 +147,7 @@ class Dashboard:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Seed, then refresh until ``stop``; end every stream on the way out."""
+        self.broadcaster.reopen()  # a restart after a failure streams again
         try:
             await self.seed()
             await self.refresh()

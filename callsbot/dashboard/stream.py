@@ -239,6 +239,10 @@ class Broadcaster:
             if client.dropped == "slow":
                 self._metrics.dropped.labels("slow").inc()
 
+    def reopen(self) -> None:
+        """Take clients again after :meth:`close` (the dashboard restarted)."""
+        self._closed = False
+
     def close(self) -> None:
         """End every stream (the server is stopping); clients joining later are ended at once."""
         self._closed = True

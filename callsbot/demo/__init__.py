@@ -257,17 +257,25 @@ class DemoRun:
             raise RuntimeError("the demo is not served")
         listening = asyncio.ensure_future(self.served.listening())
         done, _ = await asyncio.wait({listening, *self._tasks}, return_when="FIRST_COMPLETED")
-        if listening not in done:
-            listening.cancel()
-            for task in done:
-                task.result()  # the server failed to start: raise its error
-            raise RuntimeError("the web server stopped before listening")
-        return listening.result()
+        if listening in done and not listening.cancelled() and listening.exception() is None:
+            return listening.result()
+        listening.cancel()
+        # The server failed to start: raise its own error (a port in use), which ends its
+        # task at about the moment the wait for its port gives up.
+        await asyncio.wait(self._tasks, timeout=10)
+        for task in self._tasks:
+            if task.done():
+                task.result()
+        raise RuntimeError("the web server stopped before listening")
 
     async def on_dashboard(self, fn: Callable[[Dashboard], T]) -> T:
         """``fn(dashboard)`` on the dashboard's own loop once it has every event so far."""
         if self.served is None:
             raise RuntimeError("the demo is not served")
+        for task in self._tasks:
+            if task.done():
+                task.result()  # the server failed: its error, not a wait for a restart
+                raise RuntimeError("the web server has stopped")
         await self.parts.events.drain()
         return await self.served.on_dashboard(fn)
 

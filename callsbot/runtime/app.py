@@ -85,7 +85,12 @@ async def run(
                     else None
                 )
                 served = roles.build_served(
-                    parts, list(services), dashboard=settings.web.dashboard, sources=sources
+                    parts,
+                    list(services),
+                    dashboard=settings.web.dashboard,
+                    sources=sources,
+                    # Its thread ends before the process's grace is over.
+                    grace_seconds=max(grace_seconds - 2.0, grace_seconds / 2),
                 )
                 services.append(served.host)
             await _supervise_all(services, parts, stop, grace_seconds)

@@ -639,8 +639,10 @@ def build_served(
     dashboard: bool,
     sources: DashboardSources | None = None,
     rate: float = 1.0,
+    grace_seconds: float = 8.0,
 ) -> Served:
-    """The web server (with the dashboard when ``dashboard``) off the home loop.
+    """The web server (with the dashboard when ``dashboard``) off the home loop
+    (``grace_seconds``: how long they get to stop; less than the process's own grace).
 
     Why: writing to the browsers (one ``send()`` per client and batch) on the pipeline's loop
     delayed mentions (bench case 10); on their own loop the writes run beside it. They reach
@@ -655,7 +657,7 @@ def build_served(
         )
     web = build_web(parts, services, dashboard=dash, home=home)
     hosted: list[Service] = [web] if dash is None else [dash, web]
-    host = ThreadHost("web", hosted, home=home)
+    host = ThreadHost("web", hosted, home=home, grace_seconds=grace_seconds)
     handoff = None
     if dash is not None:
         handoff = Handoff(

@@ -16,12 +16,14 @@ from collections.abc import AsyncIterator
 import aiohttp
 import attrs
 import pytest
+from prometheus_client import Gauge
 
 from callsbot.clock import FakeClock
 from callsbot.config import Settings
 from callsbot.metrics import Metrics
 from callsbot.runtime.roles import Parts, Served, build_served, make_parts
 from callsbot.store import MemoryStore
+from tests.conftest import make_redis_store
 from tests.dashboard.rig import TOKEN, mention, read_frames
 
 T0 = 1_700_000_000
@@ -144,3 +146,90 @@ async def test_a_blocked_home_loop_fails_liveness_instead_of_answering_ok(
         asked.join(0.05)
     assert answer == [503]
     assert await asyncio.to_thread(get) == 200  # free again
+
+
+async def test_metrics_are_rendered_on_the_home_loop(running: Running) -> None:
+    rendered_on: list[int] = []
+
+    def probe() -> float:
+        rendered_on.append(threading.get_ident())
+        return 1.0
+
+    gauge = Gauge(
+        "test_render_probe", "where gauges are read", registry=running.parts.metrics.registry
+    )
+    gauge.set_function(probe)
+    async with aiohttp.ClientSession() as http, http.get(running.base + "/metrics") as resp:
+        assert resp.status == 200
+        assert b"test_render_probe 1.0" in await resp.read()
+    assert rendered_on == [threading.get_ident()]
+
+
+async def test_a_window_store_bound_to_the_home_loop_is_read_there(redis_url: str) -> None:
+    """A Redis connection belongs to the loop that opened it: /api/consensus must read it
+    on the home loop, not on the server's."""
+    settings = Settings()
+    settings = attrs.evolve(settings, web=attrs.evolve(settings.web, port=0))
+    clock = FakeClock(float(T0))
+    store = make_redis_store(redis_url, clock)
+    await store.record(TOKEN, "@alpha", T0 - 60)  # the connection is made on this loop
+    parts = make_parts(settings, clock=clock, metrics=Metrics.create(), store=store, market=None)
+    served = build_served(parts, [parts.events], dashboard=True)
+    stop = asyncio.Event()
+    task = asyncio.create_task(served.host.run(stop))
+    try:
+        port = await asyncio.wait_for(served.listening(), 10)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/api/consensus") as resp,
+        ):
+            assert resp.status == 200
+            body = await resp.json()
+        assert [(t["token"], t["groups"]) for t in body["tokens"]] == [(TOKEN, 1)]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await store.aclose()
+
+
+async def test_after_a_restart_the_server_listens_and_streams_again() -> None:
+    settings = Settings()
+    settings = attrs.evolve(settings, web=attrs.evolve(settings.web, port=0))
+    clock = FakeClock(float(T0))
+    store = MemoryStore(window=settings.store.window_seconds, clock=clock)
+    parts = make_parts(settings, clock=clock, metrics=Metrics.create(), store=store, market=None)
+    served = build_served(parts, [parts.events], dashboard=True)
+    hub_stop = asyncio.Event()
+    hub = asyncio.create_task(parts.events.run(hub_stop))
+    for attempt in range(2):  # as the supervisor restarts it: a new thread and loop each time
+        stop = asyncio.Event()
+        task = asyncio.create_task(served.host.run(stop))
+        port = await asyncio.wait_for(served.listening(), 10)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/api/dash/events") as resp,
+        ):
+            assert resp.status == 200, f"start {attempt + 1}"
+            parts.events.publish(mention(TOKEN, f"@g{attempt}", T0 + attempt, msg=attempt))
+            kinds: list[str | None] = []
+            while not {"token", "call"} & set(kinds):
+                kinds += [f.event for f in await read_frames(resp, 1)]
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    hub_stop.set()
+    await hub
+
+
+async def test_a_port_in_use_is_the_servers_own_error(running: Running) -> None:
+    taken = int(running.base.rsplit(":", 1)[1])
+    settings = Settings()
+    settings = attrs.evolve(settings, web=attrs.evolve(settings.web, port=taken))
+    clock = FakeClock(float(T0))
+    store = MemoryStore(window=settings.store.window_seconds, clock=clock)
+    parts = make_parts(settings, clock=clock, metrics=Metrics.create(), store=store, market=None)
+    served = build_served(parts, [parts.events], dashboard=True)
+    task = asyncio.create_task(served.host.run(asyncio.Event()))
+    with pytest.raises(RuntimeError, match="web stopped"):
+        await asyncio.wait_for(served.listening(), 10)
+    with pytest.raises(OSError, match="address already in use"):
+        await asyncio.wait_for(task, 15)

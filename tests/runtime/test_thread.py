@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 
 import pytest
 
 from callsbot.clock import FakeClock
-from callsbot.events import EventHub, MentionRecorded
+from callsbot.events import Event, EventHub, MentionRecorded
 from callsbot.metrics import Metrics
 from callsbot.models import MessageRef
 from callsbot.runtime.thread import Handoff, ThreadHost
@@ -172,3 +173,63 @@ async def test_a_failing_handler_is_counted_and_the_next_events_still_arrive() -
         "callsbot_event_handler_errors_total", {"subscriber": "dash"}
     )
     assert errors == 1
+
+
+async def test_a_stop_that_comes_before_the_thread_turns_is_not_lost() -> None:
+    svc = Recording("early")
+    host = ThreadHost("web", [svc], home=Home(), grace_seconds=5)
+    stop = asyncio.Event()
+    stop.set()  # set before the hosted loop exists
+    await asyncio.wait_for(host.run(stop), 10)
+    assert host.loop is None
+    # Whether the service started or not, nothing is left running on the thread.
+    assert svc.stopped or svc.thread is None
+
+
+async def test_a_call_into_a_run_that_ends_fails_instead_of_waiting_forever() -> None:
+    svc = Recording("short")
+    host = ThreadHost("web", [svc], home=Home(), grace_seconds=5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(host.run(stop))
+    await host.hosted(_thread_id)
+    never = asyncio.Event()  # awaited on the hosted loop: only the run's end ends the call
+
+    async def forever() -> None:
+        await never.wait()
+
+    call = asyncio.create_task(host.hosted(forever))
+    await asyncio.sleep(0)
+    stop.set()
+    with pytest.raises(RuntimeError, match="web stopped"):
+        await asyncio.wait_for(call, 10)
+    await task
+
+
+def test_a_drain_between_the_check_and_the_drop_is_not_an_error() -> None:
+    metrics = Metrics.create()
+    host = ThreadHost("web", [], home=Home(), grace_seconds=5)
+    seen: list[str] = []
+    handoff = Handoff("dash", lambda e: seen.append(e.token), host=host, metrics=metrics, maxsize=1)  # type: ignore[attr-defined]
+    asyncio.run(handoff(mention(0)))
+    # The full queue is emptied "on the other thread" between the length check and the pop.
+    real = handoff._pending
+
+    class Racy(collections.deque[Event]):
+        raced = False
+
+        def __len__(self) -> int:
+            n = super().__len__()
+            if not self.raced:
+                self.raced = True
+                handoff.drain()
+            return n
+
+    handoff._pending = Racy()
+    handoff._pending.append(real.popleft())
+    asyncio.run(handoff(mention(1)))
+    assert seen == ["tok0"]
+    assert list(handoff._pending) == [mention(1)]
+    dropped = metrics.registry.get_sample_value(
+        "callsbot_events_dropped_total", {"subscriber": "dash"}
+    )
+    assert not dropped
