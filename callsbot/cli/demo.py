@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -61,4 +63,15 @@ async def _main(settings: Settings, quiet: bool, serve: Serve | None) -> int:
     stop = asyncio.Event()
     if serve is not None:
         install_stop_signals(stop)
-    return await demo_command(settings, out=sys.stdout, quiet=quiet, serve=serve, stop=stop)
+    try:
+        return await demo_command(settings, out=sys.stdout, quiet=quiet, serve=serve, stop=stop)
+    except OSError as exc:
+        if serve is None or exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        where = f"{settings.web.host}:{serve.port}"
+        print(
+            f"callsbot: cannot serve the dashboard on {where}: {os.strerror(exc.errno)} "
+            "(choose another --port, or --port 0 for any free one)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE

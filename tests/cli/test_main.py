@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,23 @@ def test_scorer_role_needs_only_the_cielo_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "CALLSBOT_CIELO_API_KEY" in result.stderr
     assert "TELEGRAM" not in result.stderr
+
+
+def test_demo_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "callsbot", "demo", "--serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+            env=_env(tmp_path),
+        )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"cannot serve the dashboard on 127.0.0.1:{port}: Address already in use" in (
+        result.stderr
+    )
