@@ -55,8 +55,8 @@ class Config:
     e2e_seconds: float = 8.0
     e2e_rate: float = 1000.0
     rounds: int = 5
-    dash_seconds: float = 30.0
-    dash_rounds: int = 2
+    dash_seconds: float = 20.0
+    dash_rounds: int = 4
     extraction_rounds: int = 9
     e2e_runs: int = 3
     limit_rounds: int = 15

@@ -66,8 +66,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--dash-seconds",
         type=float,
-        default=float(os.environ.get("BENCH_DASH_SECONDS", "30")),
-        help="duration of each dashboard run (case 10; default 30, or $BENCH_DASH_SECONDS)",
+        default=float(os.environ.get("BENCH_DASH_SECONDS", "20")),
+        help="duration of each dashboard run (case 10; default 20, or $BENCH_DASH_SECONDS)",
+    )
+    parser.add_argument(
+        "--dash-rounds",
+        type=int,
+        default=int(os.environ.get("BENCH_DASH_ROUNDS", "4")),
+        help="dashboard rounds, each a run without and a run with the clients (case 10; "
+        "default 4, or $BENCH_DASH_ROUNDS)",
     )
     parser.add_argument(
         "--e2e-runs",
@@ -142,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 e2e_seconds=args.e2e_seconds,
                 e2e_runs=args.e2e_runs,
                 dash_seconds=args.dash_seconds,
+                dash_rounds=args.dash_rounds,
             )
             version = asyncio.run(redis_version(server.url))
             rows = asyncio.run(run_cases(cfg, wanted))

@@ -43,7 +43,8 @@ async def main(url: str, n: int) -> None:
         await asyncio.gather(*(r.wait() for r in readies))
         print("ready", file=sys.stderr, flush=True)
         frames = await asyncio.gather(*tasks)
-    json.dump({"connected": n, "frames": sum(frames), "samples": samples}, sys.stdout)
+    out = {"connected": n, "frames": sum(frames), "samples": samples, "cpu_s": time.process_time()}
+    json.dump(out, sys.stdout)
 
 
 if __name__ == "__main__":
