@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from callsbot.clock import FakeClock
-from callsbot.store import keys
+from callsbot.store import MemoryStore, SignalStore, keys
 from callsbot.store.redis import RedisStore, build_client
 from callsbot.testing.redis_server import RedisServer
 
@@ -55,3 +55,14 @@ async def redis_store(redis_url: str, clock: FakeClock) -> AsyncIterator[RedisSt
     store = make_redis_store(redis_url, clock)
     yield store
     await store.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[SignalStore]:
+    """Each backend in turn: a one-hour MemoryStore, then a RedisStore on the tests' server."""
+    if request.param == "memory":
+        yield MemoryStore(window=3600, clock=clock)
+        return
+    redis = make_redis_store(request.getfixturevalue("redis_url"), clock)
+    yield redis
+    await redis.aclose()

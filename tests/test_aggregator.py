@@ -80,16 +80,6 @@ def memory(clock: FakeClock) -> MemoryStore:
     return MemoryStore(window=3600, clock=clock)
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[SignalStore]:
-    if request.param == "memory":
-        yield MemoryStore(window=3600, clock=clock)
-        return
-    redis = make_redis_store(request.getfixturevalue("redis_url"), clock)
-    yield redis
-    await redis.aclose()
-
-
 async def test_valid_token_is_recorded_and_failing_ones_say_why(
     clock: FakeClock, memory: MemoryStore
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -13,7 +12,6 @@ from callsbot.events import Event, EventHub, LevelReached, MentionRecorded, deco
 from callsbot.metrics import Metrics
 from callsbot.models import MessageRef
 from callsbot.store.base import SignalStore
-from callsbot.store.memory import MemoryStore
 from callsbot.testing.redis_server import RedisServer
 from tests.conftest import make_redis_store
 
@@ -65,16 +63,6 @@ class Process:
         await self.reader.read_once()
         await self.hub.drain()
         return [e for e in self.seen if self.hub.is_remote(e)]
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[SignalStore]:
-    if request.param == "memory":
-        yield MemoryStore(window=3600, clock=clock)
-        return
-    redis = make_redis_store(request.getfixturevalue("redis_url"), clock)
-    yield redis
-    await redis.aclose()
 
 
 def test_every_event_kind_survives_the_codec() -> None:

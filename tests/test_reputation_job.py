@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -17,23 +17,12 @@ from callsbot.runtime.roles import build_reputation_job, make_parts, role_servic
 from callsbot.store.base import SignalStore
 from callsbot.store.memory import MemoryStore
 from callsbot.testing.cielo import API_KEY
-from tests.conftest import make_redis_store
 from tests.synthetic import AT, synthetic_history
 
 
 @pytest.fixture(autouse=True)
 def at_the_end_of_the_month(clock: FakeClock) -> None:
     clock.set(AT)
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[SignalStore]:
-    if request.param == "memory":
-        yield MemoryStore(window=3600, clock=clock)
-        return
-    redis = make_redis_store(request.getfixturevalue("redis_url"), clock)
-    yield redis
-    await redis.aclose()
 
 
 def job(store: SignalStore, clock: FakeClock, **kw: object) -> ReputationJob:

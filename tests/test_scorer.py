@@ -165,16 +165,6 @@ async def bot() -> AsyncIterator[FakeTelegramBot]:
     await server.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[SignalStore]:
-    if request.param == "memory":
-        yield MemoryStore(window=3600, clock=clock)
-        return
-    redis = make_redis_store(request.getfixturevalue("redis_url"), clock)
-    yield redis
-    await redis.aclose()
-
-
 @pytest.fixture
 def metrics() -> Metrics:
     return Metrics.create()
