@@ -53,7 +53,7 @@ from callsbot.scoring import Consensus, ScoreCard, consensus, score
 from callsbot.sinks.base import AlertSink
 from callsbot.sources.cielo import CieloAuthError, PollResult
 from callsbot.store import keys
-from callsbot.store.base import SignalStore
+from callsbot.store.base import SignalStore, WindowUnavailable
 from callsbot.tasks import until_stopped
 
 log = logging.getLogger(__name__)
@@ -603,6 +603,13 @@ class Scorer:
             else:
                 members, votes = await self._store.groups(token), {}
             age = await self._store.heartbeat_age(AGGREGATOR_ROLE)
+        except WindowUnavailable as exc:
+            # The store answers, but its window is lost or being rebuilt from the history:
+            # the trader is told that, not that the store is down.
+            self._metrics.store_errors.labels(op="consensus").inc()
+            log.warning("scorer: consensus for %s degraded, window not whole: %s", token, exc)
+            why = "window being rebuilt" if exc.rebuilding else "window lost, not rebuilt yet"
+            return consensus(None, heartbeat_age=None, settings=settings, unknown=why), None
         except StoreError as exc:
             self._metrics.store_errors.labels(op="consensus").inc()
             log.warning("scorer: consensus for %s degraded, store unreachable: %s", token, exc)

@@ -54,6 +54,7 @@ def consensus(
     now: float | None = None,
     reputation: Reputation = NEUTRAL,
     votes: Mapping[str, AtOnceVote] | None = None,
+    unknown: str = "signal store unreachable",
 ) -> Consensus:
     """Turn the groups that called a token into points (design.md's tier table).
 
@@ -67,6 +68,7 @@ def consensus(
             without times count as called ``now``).
         reputation: published weights and copy relations (weighted mode; default: neutral).
         votes: at-once votes of groups that repeat a vote already cast (weighted mode).
+        unknown: why the groups could not be asked (``groups`` is ``None``), for the line.
 
     Returns:
         The tier's points; 0 and ``degraded`` when the store is unreachable or the aggregator's
@@ -77,9 +79,7 @@ def consensus(
         called.
     """
     if groups is None:
-        return Consensus(
-            0, (), True, "⚠️ CONSENSUS UNKNOWN: 0 (signal store unreachable)", settings.mode
-        )
+        return Consensus(0, (), True, f"⚠️ CONSENSUS UNKNOWN: 0 ({unknown})", settings.mode)
     stale = heartbeat_age is None or heartbeat_age > settings.heartbeat_stale_seconds
     if stale or not settings.weighted:
         if isinstance(groups, Mapping):

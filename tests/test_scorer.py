@@ -27,10 +27,11 @@ from callsbot.sinks.jsonl import JsonlSink
 from callsbot.sinks.log import LogSink
 from callsbot.sinks.telegram_bot import TelegramBotSink, retry_policy
 from callsbot.sources.cielo import CieloAuthError, CieloFeed
+from callsbot.store import keys
 from callsbot.store.base import SignalStore
 from callsbot.store.memory import MemoryStore
 from callsbot.testing.cielo import API_KEY, CREDITS, FakeCielo, Reply, sell, swap, transfer
-from callsbot.testing.redis_server import free_port
+from callsbot.testing.redis_server import RedisServer, free_port
 from callsbot.testing.telegram_bot import CHAT_ID, FAKE_TOKEN, FakeTelegramBot, server_error
 from tests.conftest import make_redis_store
 from tests.tg import mint
@@ -338,6 +339,47 @@ async def test_missing_heartbeat_is_zero_and_degraded(
     assert result.card is not None
     assert (result.card.consensus.points, result.card.degraded) == (0, True)
     assert "no heartbeat" in result.card.consensus.reason
+
+
+async def test_a_window_being_rebuilt_is_named_as_such_not_as_a_store_outage(
+    cielo: FakeCielo,
+    bot: FakeTelegramBot,
+    store: SignalStore,
+    clock: FakeClock,
+    metrics: Metrics,
+    tmp_path: Path,
+) -> None:
+    await beat(store)
+    await store.begin_rebuild("after-a-restart")  # the keeper refills the window from history
+    cielo.serve([swap("tx1", TOKEN, usd=9000, label="Whale")])
+    rig = make_rig(cielo, bot, store, clock, metrics, tmp_path)
+    [result] = await rig.scorer.poll_once()
+    await rig.close()
+    assert result.card is not None
+    assert (result.card.consensus.points, result.card.degraded) == (0, True)
+    assert result.card.consensus.reason == "⚠️ CONSENSUS UNKNOWN: 0 (window being rebuilt)"
+    assert "CONSENSUS UNKNOWN: 0 (window being rebuilt)" in bot.sent[0]["visible"]
+
+
+async def test_a_lost_window_is_named_as_such(
+    cielo: FakeCielo,
+    bot: FakeTelegramBot,
+    redis_server: RedisServer,
+    redis_url: str,
+    clock: FakeClock,
+    metrics: Metrics,
+    tmp_path: Path,
+) -> None:
+    store = make_redis_store(redis_url, clock)
+    await beat(store)
+    redis_server.command("DEL", keys.WINDOW)  # redis-server restarted without its data
+    cielo.serve([swap("tx1", TOKEN)])
+    rig = make_rig(cielo, bot, store, clock, metrics, tmp_path)
+    [result] = await rig.scorer.poll_once()
+    await rig.close()
+    await store.aclose()
+    assert result.card is not None
+    assert result.card.consensus.reason == "⚠️ CONSENSUS UNKNOWN: 0 (window lost, not rebuilt yet)"
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])

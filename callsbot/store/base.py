@@ -28,10 +28,16 @@ from callsbot.tasks import Closing
 
 
 class WindowUnavailable(StoreError):
-    """The window lost its data (or was never built) and is not rebuilt yet: a read would lie."""
+    """The window lost its data (or was never built) and is not rebuilt yet: a read would lie.
 
-    def __init__(self, message: str) -> None:
+    Attributes:
+        rebuilding: a rebuild from the history is under way (``False``: no marker at all, the
+            data was lost and nothing has started to rebuild it).
+    """
+
+    def __init__(self, message: str, *, rebuilding: bool = False) -> None:
         super().__init__(message, fault=StoreFault.REBUILDING)
+        self.rebuilding = rebuilding
 
 
 @attrs.frozen
@@ -50,6 +56,13 @@ class WindowState:
     ready: bool
     checks: int = 0
     since: float | None = None
+
+    def refusal(self) -> WindowUnavailable | None:
+        """The error a read of the window raises, or ``None`` when it is whole."""
+        problem = self.problem()
+        if problem is None:
+            return None
+        return WindowUnavailable(problem, rebuilding=self.generation is not None)
 
     def problem(self) -> str | None:
         """Why reads of the window refuse to answer, or ``None`` when it is whole."""

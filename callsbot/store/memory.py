@@ -11,7 +11,7 @@ import attrs
 from callsbot.clock import Clock, unix_seconds
 from callsbot.reputation.independence import AtOnceVote
 from callsbot.reputation.snapshot import Reputation
-from callsbot.store.base import SignalStore, StreamEntry, WindowState, WindowUnavailable
+from callsbot.store.base import SignalStore, StreamEntry, WindowState
 
 #: Claims are swept of expired entries once there are this many (then at each doubling).
 _SWEEP_EVERY = 4096
@@ -45,9 +45,9 @@ class MemoryStore(SignalStore):
         self._marker = WindowState("memory", True)
 
     def _whole(self) -> None:
-        problem = self._marker.problem()
-        if problem is not None:
-            raise WindowUnavailable(problem)
+        refusal = self._marker.refusal()
+        if refusal is not None:
+            raise refusal
 
     def _live(self, token: str, cutoff: int) -> dict[str, int]:
         members = self._tokens.get(token)

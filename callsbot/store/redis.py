@@ -37,7 +37,7 @@ from callsbot.errors import StoreError, StoreFault
 from callsbot.reputation.independence import AtOnceVote
 from callsbot.reputation.snapshot import Reputation
 from callsbot.store import keys
-from callsbot.store.base import SignalStore, StreamEntry, WindowState, WindowUnavailable
+from callsbot.store.base import SignalStore, StreamEntry, WindowState
 
 log = logging.getLogger("callsbot.store")
 
@@ -307,9 +307,9 @@ class RedisStore(SignalStore):
     @staticmethod
     def _whole(marker: list[str | None]) -> None:
         generation, state = marker
-        problem = WindowState(generation, state == "ready").problem()
-        if problem is not None:
-            raise WindowUnavailable(problem)
+        refusal = WindowState(generation, state == "ready").refusal()
+        if refusal is not None:
+            raise refusal
 
     async def groups(self, token: str) -> dict[str, int]:
         cutoff = self.now() - self.window
