@@ -19,36 +19,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import attrs
-
 from callsbot.clock import Clock
 from callsbot.config import OutcomesSettings
 from callsbot.events import MentionRecorded
 from callsbot.outcomes.path import OutcomeRules, compute_outcome
 from callsbot.replay.tape import PricePath
+from callsbot.reputation.inputs import Label
+
+__all__ = ["FETCHES", "Label", "RunLabels", "resolve_label"]
 
 #: The tracker's fetches after an event, seconds (outcomes.md section 2), and the extra
 #: 5-minute fetch a late entry needs.
 FETCHES: tuple[int, ...] = (17 * 60, 62 * 60, 4 * 3600 + 120, 24 * 3600 + 120, 24 * 3600 + 420)
-
-
-@attrs.frozen
-class Label:
-    """Whether a group's first call of a token hit (the fields of weighted consensus's label).
-
-    Attributes:
-        group: the group.
-        token: the token.
-        called_at: the group's first mention of the token (its message date).
-        hit: the token reached the win multiple within the horizon of ``called_at + latency``.
-        resolved_at: the tracker fetch at which that was known.
-    """
-
-    group: str
-    token: str
-    called_at: float
-    hit: bool
-    resolved_at: float
 
 
 def resolve_label(
