@@ -4,7 +4,8 @@ Random recordings of messages, buys and market snapshots are replayed twice: as 
 with more events appended after a cut time t. Every level reached, score card and alert dated
 at or before t, every figure measured for those alerts, and every label the reputation hook
 handed out before t must be identical. The approximate gate is held to the same with candles
-appended after t.
+appended after t, and weighted consensus's reputation job (day-long recordings, so that misses
+resolve) to publishing the same reputation by t with later calls and later candles appended.
 """
 
 from __future__ import annotations
