@@ -9,10 +9,10 @@ know what its 11:00 call did at 18:00.
 resolves each label on the cached price path exactly as the tracker would: with the same
 :func:`~callsbot.outcomes.path.compute_outcome`, at the tracker's fetch times (t + 17 min,
 t + 62 min, t + 4 h 02, t + 24 h 02, then one more 5-minute fetch for a late entry), each
-reading only the candles that had closed by then. The label's ``resolved_at`` is the first fetch at which
-the outcome's ``win`` was decided. :meth:`RunLabels.labels` answers the ``Labels`` interface of
-weighted consensus (``labels(since, until)``) and never returns a label resolved at or after
-the simulated "now", whatever ``until`` asks for.
+reading only the candles that had closed by then. The label's ``resolved_at`` is the first fetch
+at which the outcome's ``win`` was decided. :meth:`RunLabels.labels` answers the ``Labels``
+interface of weighted consensus (``labels(since, until)``) and never returns a label resolved at
+or after the simulated "now", whatever ``until`` asks for.
 """
 
 from __future__ import annotations
