@@ -268,7 +268,9 @@ class Replay:
         reputation: in weighted consensus mode, run the reputation job on the simulated clock
             (every ``consensus.job_interval_seconds`` from the tape's start) over the run's own
             mentions so far and :attr:`labels`; ``False`` leaves every weight at 1 (neutral).
-            Count mode never runs it.
+            Default: only on a store the engine made (a store handed in may be shared, and the
+            run's reputation would replace the one live scorers read). Count mode never runs
+            it.
         standard: also register every process's standard subscribers (metrics by event, the
             consensus log line), as ``roles.make_parts`` does; a backtest does without them,
             they only count and log.
@@ -286,7 +288,7 @@ class Replay:
         metrics: Metrics | None = None,
         sinks: Sequence[AlertSink] = (),
         periodic: Sequence[Periodic] = (),
-        reputation: bool = True,
+        reputation: bool | None = None,
         standard: bool = False,
         clock: FakeClock | None = None,
     ) -> None:
@@ -304,6 +306,8 @@ class Replay:
         self.labels = RunLabels(tape.paths, settings=settings.outcomes, clock=self.clock)
         #: The run's recorded mentions, for the reputation job (``None``: no job).
         self.mention_log: MemoryMentionLog | None = None
+        if reputation is None:
+            reputation = self._own_store
         if reputation and settings.consensus.weighted:
             self.mention_log = self._recorder.mention_log = MemoryMentionLog()
         parts = roles.Parts(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from callsbot.clock import FakeClock
 from callsbot.config import Settings
 from callsbot.models import ForwardHeader
 from callsbot.replay.engine import Periodic, Replay, replay
 from callsbot.replay.tape import TapeMessage
+from callsbot.store.memory import MemoryStore
 from tests.replay.factory import GROUPS, T0, TOKENS, buy, message, observation, path, tape
 
 A, B = TOKENS[0], TOKENS[1]
@@ -228,3 +230,22 @@ async def test_count_mode_runs_no_reputation_job() -> None:
         assert await engine.parts.store.reputation() is None
     finally:
         await engine.aclose()
+
+
+async def test_a_store_handed_in_gets_the_runs_reputation_only_when_asked() -> None:
+    # A handed-in store may be a shared Redis whose published reputation live scorers read.
+    clock = FakeClock(T0)
+    store = MemoryStore(window=3600, clock=clock)
+    tp = tape([], [], [], end=T0 + 10)
+    for reputation, job in ((None, False), (True, True), (False, False)):
+        engine = Replay(tp, weighted(), store=store, clock=clock, reputation=reputation)
+        try:
+            assert (engine.reputation_job is not None) is job
+        finally:
+            await engine.aclose()
+    engine = Replay(tp, weighted())
+    try:
+        assert engine.reputation_job is not None
+    finally:
+        await engine.aclose()
+    await store.aclose()
