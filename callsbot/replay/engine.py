@@ -17,7 +17,9 @@ at each, does what the live processes would have done by then, in their order:
    ``cielo.poll_seconds`` through ``Scorer.poll_once`` (so the scorer's feed health holds);
 5. every ``scoring.watch_tick_seconds``: the scorer's tick (pending buys, watch-list expiry and
    re-scores);
-6. run the periodic jobs handed in (the reputation job of weighted consensus).
+6. run the periodic jobs: in weighted consensus mode first the real reputation job
+   (``roles.build_reputation_job``) every ``consensus.job_interval_seconds``, over the run's
+   own mentions so far and :class:`~callsbot.replay.labels.RunLabels`; then those handed in.
 
 Nothing reads an item of the recording before its ``at`` has passed; the clock only moves
 forward; nothing sleeps; no HTTP client is built (market data, feed and sinks are in-process).
@@ -52,6 +54,9 @@ from callsbot.models import Buy
 from callsbot.replay.labels import RunLabels
 from callsbot.replay.market import CandleGate, RecordedMarket
 from callsbot.replay.tape import Gate, Tape, TapeMessage
+from callsbot.reputation.fingerprint import fingerprint
+from callsbot.reputation.inputs import MemoryMentionLog, Mention
+from callsbot.reputation_job import ReputationJob
 from callsbot.runtime import roles
 from callsbot.scorer import AGGREGATOR_ROLE, Scored
 from callsbot.sinks.base import AlertSink
@@ -113,19 +118,41 @@ class RunResult:
     cpu_seconds: float = attrs.field(default=0.0, eq=False)
 
 
+def mention_of(event: MentionRecorded) -> Mention:
+    """The mention log's record of a recorded mention, as the history's log reads it back
+    (:class:`~callsbot.history.mention_log.HistoryMentionLog`: fingerprints from the text)."""
+    fp = fingerprint(event.text) if event.text else None
+    ref = event.ref
+    return Mention(
+        ts=float(ref.ts),
+        group=ref.group,
+        token=event.token,
+        chat_id=ref.chat_id,
+        message_id=ref.message_id,
+        sender_id=event.sender_id,
+        forward=event.forward,
+        sha1=None if fp is None else fp.sha1,
+        simhash=None if fp is None else fp.simhash,
+    )
+
+
 @attrs.define
 class _Recorder:
-    """What the run published: levels, scores and alerts kept, mentions counted."""
+    """What the run published: levels, scores and alerts kept, mentions counted (and, in
+    weighted mode, logged for the reputation job)."""
 
     events: list[Event] = attrs.field(factory=list)
     mentions: int = 0
     labels: RunLabels | None = None
+    mention_log: MemoryMentionLog | None = None
 
     def take(self, event: Event) -> None:
         if isinstance(event, MentionRecorded):
             self.mentions += 1
             if self.labels is not None:
                 self.labels.called(event)
+            if self.mention_log is not None:
+                self.mention_log.add(mention_of(event))
         elif isinstance(event, LevelReached | BuyScored | AlertSent):
             self.events.append(event)
 
@@ -237,7 +264,13 @@ class Replay:
         market: market data (default: from the tape, see :mod:`callsbot.replay.market`).
         metrics: the run's metrics (default: a fresh registry).
         sinks: alert sinks besides the capturing one (the demo's printer).
-        periodic: jobs to run on the simulated clock.
+        periodic: jobs to run on the simulated clock (after the reputation job).
+        reputation: in weighted consensus mode, run the reputation job on the simulated clock
+            (every ``consensus.job_interval_seconds`` from the tape's start) over the run's own
+            mentions so far and :attr:`labels`; ``False`` leaves every weight at 1 (neutral).
+            Default: only on a store the engine made (a store handed in may be shared, and the
+            run's reputation would replace the one live scorers read). Count mode never runs
+            it.
         standard: also register every process's standard subscribers (metrics by event, the
             consensus log line), as ``roles.make_parts`` does; a backtest does without them,
             they only count and log.
@@ -255,6 +288,7 @@ class Replay:
         metrics: Metrics | None = None,
         sinks: Sequence[AlertSink] = (),
         periodic: Sequence[Periodic] = (),
+        reputation: bool | None = None,
         standard: bool = False,
         clock: FakeClock | None = None,
     ) -> None:
@@ -269,15 +303,42 @@ class Replay:
         events = _ReplayHub(self._recorder, metrics=self.metrics, clock=self.clock)
         if standard:
             subscribe_standard(events, window=store, clock=self.clock, metrics=self.metrics)
-        parts = roles.Parts(settings, self.clock, self.metrics, store, None, events, _never_sleep)
+        self.labels = RunLabels(tape.paths, settings=settings.outcomes, clock=self.clock)
+        #: The run's recorded mentions, for the reputation job (``None``: no job).
+        self.mention_log: MemoryMentionLog | None = None
+        if reputation is None:
+            reputation = self._own_store
+        if reputation and settings.consensus.weighted:
+            self.mention_log = self._recorder.mention_log = MemoryMentionLog()
+        parts = roles.Parts(
+            settings,
+            self.clock,
+            self.metrics,
+            store,
+            None,
+            events,
+            _never_sleep,
+            mention_log=self.mention_log,
+            labels=self.labels if self.mention_log is not None else None,
+        )
         self.market = market if market is not None else self._market(parts)
         self.parts = attrs.evolve(parts, market=self.market)
-        self.labels = RunLabels(tape.paths, settings=settings.outcomes, clock=self.clock)
+        #: The weighted mode's reputation job on the simulated clock (``None``: not run).
+        self.reputation_job: ReputationJob | None = roles.build_reputation_job(self.parts)
         self.aggregator = roles.build_pipeline(self.parts)
         self.capture = CaptureSink()
         self._feed = _TapeFeed()
         self.scorer = roles.build_scorer(self.parts, feed=self._feed, sinks=[self.capture, *sinks])
         self._periodic = list(periodic)
+        if self.reputation_job is not None:
+            self._periodic.insert(
+                0,
+                Periodic(
+                    settings.consensus.job_interval_seconds,
+                    self._run_reputation_job,
+                    ReputationJob.name,
+                ),
+            )
         self._next_job = [tape.start for _ in self._periodic]
         self._recorder.labels = self.labels
         self.scored: dict[str, Scored] = {}
@@ -300,6 +361,12 @@ class Replay:
         """Run ``job`` every ``job.interval`` seconds from the next due moment on."""
         self._periodic.append(job)
         self._next_job.append(_grid_at(self.clock.time(), self.tape.start, job.interval))
+
+    async def _run_reputation_job(self) -> None:
+        job = self.reputation_job
+        if job is not None:
+            # A replay is the only process: no claim to win, nothing else publishes.
+            await job.run_once(claim=False)
 
     def _market(self, parts: roles.Parts) -> MarketData:
         tape, s = self.tape, self.settings
@@ -469,9 +536,9 @@ async def replay(
 ) -> RunResult:
     """Play ``tape`` under ``settings`` on a memory store and return what happened.
 
-    ``periodic`` builds jobs from the engine once its parts exist (the reputation job of
-    weighted consensus takes ``engine.labels`` and ``engine.parts``); ``metrics`` defaults to
-    a fresh registry (:func:`quiet_metrics` when only the figures matter).
+    ``periodic`` builds jobs from the engine once its parts exist (weighted consensus's
+    reputation job is the engine's own, see :class:`Replay`); ``metrics`` defaults to a fresh
+    registry (:func:`quiet_metrics` when only the figures matter).
     """
     engine = Replay(tape, settings, metrics=metrics)
     try:

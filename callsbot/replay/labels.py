@@ -8,47 +8,39 @@ know what its 11:00 call did at 18:00.
 :class:`RunLabels` follows the run's own mentions (the first of each group and token) and
 resolves each label on the cached price path exactly as the tracker would: with the same
 :func:`~callsbot.outcomes.path.compute_outcome`, at the tracker's fetch times (t + 17 min,
-t + 62 min, t + 4 h 02, t + 24 h 02, then one more 5-minute fetch for a late entry), with the
-candles complete only up to each fetch. The label's ``resolved_at`` is the first fetch at which
-the outcome's ``win`` was decided. :meth:`RunLabels.labels` answers the ``Labels`` interface of
-weighted consensus (``labels(since, until)``) and never returns a label resolved at or after
-the simulated "now", whatever ``until`` asks for.
+t + 62 min, t + 4 h 02, t + 24 h 02, then one more 5-minute fetch for a late entry), each
+reading only the candles that had closed by then. The label's ``resolved_at`` is the first fetch
+at which the outcome's ``win`` was decided. :meth:`RunLabels.labels` answers the ``Labels``
+interface of weighted consensus (``labels(since, until)``) and never returns a label resolved at
+or after the simulated "now", whatever ``until`` asks for.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
-
-import attrs
 
 from callsbot.clock import Clock
 from callsbot.config import OutcomesSettings
 from callsbot.events import MentionRecorded
+from callsbot.models import Candle
 from callsbot.outcomes.path import OutcomeRules, compute_outcome
 from callsbot.replay.tape import PricePath
+from callsbot.reputation.inputs import Label
+
+__all__ = ["FETCHES", "Label", "RunLabels", "resolve_label"]
 
 #: The tracker's fetches after an event, seconds (outcomes.md section 2), and the extra
 #: 5-minute fetch a late entry needs.
 FETCHES: tuple[int, ...] = (17 * 60, 62 * 60, 4 * 3600 + 120, 24 * 3600 + 120, 24 * 3600 + 420)
 
+#: Length of a fine candle (s).
+MINUTE = 60
 
-@attrs.frozen
-class Label:
-    """Whether a group's first call of a token hit (the fields of weighted consensus's label).
 
-    Attributes:
-        group: the group.
-        token: the token.
-        called_at: the group's first mention of the token (its message date).
-        hit: the token reached the win multiple within the horizon of ``called_at + latency``.
-        resolved_at: the tracker fetch at which that was known.
-    """
-
-    group: str
-    token: str
-    called_at: float
-    hit: bool
-    resolved_at: float
+def _closed_by(candles: Sequence[Candle], at: float, length: int) -> Sequence[Candle]:
+    """The leading candles (ascending by start) that closed at or before ``at``."""
+    return candles[: bisect.bisect_right(candles, at - length, key=lambda c: c.ts)]
 
 
 def resolve_label(
@@ -60,13 +52,17 @@ def resolve_label(
     latency: int,
     rules: OutcomeRules,
 ) -> Label | None:
-    """The label of one call, or ``None`` when the cached candles never decide it."""
+    """The label of one call, or ``None`` when the cached candles never decide it.
+
+    Each fetch reads only the candles that had closed by then: the cache holds each candle's
+    final values, which a fetch during it could not have seen.
+    """
     for offset in FETCHES:
         fetch = called_at + offset
         outcome = compute_outcome(
             called_at,
-            path.minute,
-            path.five_minute,
+            _closed_by(path.minute, fetch, MINUTE),
+            _closed_by(path.five_minute, fetch, rules.coarse_seconds),
             as_of=min(fetch, path.as_of),
             latency=latency,
             rules=rules,

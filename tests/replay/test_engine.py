@@ -5,11 +5,13 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from callsbot.clock import FakeClock
 from callsbot.config import Settings
 from callsbot.models import ForwardHeader
 from callsbot.replay.engine import Periodic, Replay, replay
 from callsbot.replay.tape import TapeMessage
-from tests.replay.factory import GROUPS, T0, TOKENS, buy, message, observation, tape
+from callsbot.store.memory import MemoryStore
+from tests.replay.factory import GROUPS, T0, TOKENS, buy, message, observation, path, tape
 
 A, B = TOKENS[0], TOKENS[1]
 
@@ -171,3 +173,79 @@ async def test_a_polled_feed_is_polled_by_the_scorer_as_the_live_loop_polls() ->
         assert [e.at for e in engine.result().scores] == [T0 + 31]
     finally:
         await engine.aclose()
+
+
+def weighted() -> Settings:
+    s = Settings()
+    return attrs.evolve(s, consensus=attrs.evolve(s.consensus, mode="weighted"))
+
+
+async def test_weighted_mode_runs_the_reputation_job_and_the_scorer_uses_its_weights() -> None:
+    # Day one: @group0's two calls hit (4x within minutes), @group1's two calls miss (flat for
+    # a day). The day after, each calls a fresh token and a buy of it is scored.
+    hits = [path(t, T0, [1.0] * 3 + [4.0] * 1600) for t in TOKENS[:2]]
+    flats = [path(t, T0, [1.0] * 1600) for t in TOKENS[2:4]]
+    day2 = T0 + 25 * 3600
+    c, d = TOKENS[4], TOKENS[5]
+    tp = tape(
+        [
+            message(T0 + 60, GROUPS[0], TOKENS[0], 1),
+            message(T0 + 120, GROUPS[0], TOKENS[1], 2),
+            message(T0 + 60, GROUPS[1], TOKENS[2], 3),
+            message(T0 + 120, GROUPS[1], TOKENS[3], 4),
+            message(day2, GROUPS[0], c, 5),
+            message(day2, GROUPS[1], d, 6),
+        ],
+        [buy(day2 + 10, c, n=1), buy(day2 + 10, d, n=2)],
+        [*(observation(T0, t) for t in TOKENS[:4]), *(observation(day2 - 60, t) for t in (c, d))],
+        paths={p.token: p for p in hits + flats},
+        end=day2 + 60,
+    )
+
+    async def run(reputation: bool) -> tuple[dict[str, float], dict[str, float | None]]:
+        engine = Replay(tp, weighted(), reputation=reputation)
+        try:
+            result = await engine.run()
+        finally:
+            await engine.aclose()
+        strength = {e.buy.token: e.card.consensus.strength for e in result.scores if not e.rescore}
+        return dict(engine.scorer.reputation.weights), strength
+
+    weights, strength = await run(True)
+    assert weights[GROUPS[0]] > 1.0 > weights[GROUPS[1]]
+    neutral, plain = await run(False)
+    assert neutral == {}
+    # The same call weighs its group's weight: more for the group whose calls hit.
+    assert plain[c] == plain[d]
+    assert strength[c] == pytest.approx(weights[GROUPS[0]] * plain[c])
+    assert strength[d] == pytest.approx(weights[GROUPS[1]] * plain[d])
+
+
+async def test_count_mode_runs_no_reputation_job() -> None:
+    engine = Replay(tape([], [], [], end=T0 + 10), Settings())
+    try:
+        assert engine.reputation_job is None
+        assert engine.mention_log is None
+        await engine.run()
+        assert await engine.parts.store.reputation() is None
+    finally:
+        await engine.aclose()
+
+
+async def test_a_store_handed_in_gets_the_runs_reputation_only_when_asked() -> None:
+    # A handed-in store may be a shared Redis whose published reputation live scorers read.
+    clock = FakeClock(T0)
+    store = MemoryStore(window=3600, clock=clock)
+    tp = tape([], [], [], end=T0 + 10)
+    for reputation, job in ((None, False), (True, True), (False, False)):
+        engine = Replay(tp, weighted(), store=store, clock=clock, reputation=reputation)
+        try:
+            assert (engine.reputation_job is not None) is job
+        finally:
+            await engine.aclose()
+    engine = Replay(tp, weighted())
+    try:
+        assert engine.reputation_job is not None
+    finally:
+        await engine.aclose()
+    await store.aclose()

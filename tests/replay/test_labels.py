@@ -34,6 +34,14 @@ def test_a_hit_is_known_at_the_first_fetch_after_it_happened() -> None:
     assert label.resolved_at == T0 + FETCHES[0]
 
 
+def test_a_candle_still_open_at_a_fetch_is_not_used_by_it() -> None:
+    # Candles start 40 s past the minute: the one starting at t + 16:40 spans the t + 17 min
+    # fetch; its 3x (known at its close, t + 17:40) waits for the t + 62 min fetch.
+    closes = [1.0] * 16 + [3.0] * 2000
+    label = resolve_label("@g", A, int(T0), path(A, T0 + 40, closes), latency=60, rules=RULES)
+    assert label == Label("@g", A, T0, True, T0 + FETCHES[1])
+
+
 def test_a_miss_is_known_only_once_the_horizon_is_covered() -> None:
     flat = path(A, T0, [1.0] * (24 * 60 + 30))
     label = resolve_label("@g", A, int(T0), flat, latency=60, rules=RULES)
