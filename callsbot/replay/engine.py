@@ -325,6 +325,11 @@ class Replay:
         self.parts = attrs.evolve(parts, market=self.market)
         #: The weighted mode's reputation job on the simulated clock (``None``: not run).
         self.reputation_job: ReputationJob | None = roles.build_reputation_job(self.parts)
+        if self.mention_log is not None:
+            # The at-once votes of the live aggregator (a forward, the same text or sender as
+            # an earlier group's message): a repeat counts as no new call here either.
+            monitored = {m.message.chat_id: m.message.group for m in tape.messages}
+            roles.subscribe_vote_tracker(self.parts, monitored=lambda: monitored)
         self.aggregator = roles.build_pipeline(self.parts)
         self.capture = CaptureSink()
         self._feed = _TapeFeed()

@@ -249,3 +249,28 @@ async def test_a_store_handed_in_gets_the_runs_reputation_only_when_asked() -> N
     finally:
         await engine.aclose()
     await store.aclose()
+
+
+async def test_a_weighted_replay_discounts_a_repeat_as_the_live_aggregator_does() -> None:
+    # @group1 posts @group0's text about the same token ten seconds later: one vote, not two.
+    c = TOKENS[4]
+    text = f"🚀 fresh gem from the alpha desk, aping a small bag now\n{c}"
+    first, second = message(T0 + 60, GROUPS[0], c, 1), message(T0 + 70, GROUPS[1], c, 2)
+    tp = tape(
+        [
+            attrs.evolve(first, message=attrs.evolve(first.message, text=text)),
+            attrs.evolve(second, message=attrs.evolve(second.message, text=text)),
+        ],
+        [buy(T0 + 90, c, n=1)],
+        [observation(T0, c)],
+        end=T0 + 120,
+    )
+    engine = Replay(tp, weighted())
+    try:
+        result = await engine.run()
+    finally:
+        await engine.aclose()
+    [scored] = [e for e in result.scores if not e.rescore]
+    terms = {t.group: (t.factor, t.note) for t in scored.card.consensus.terms}
+    assert terms[GROUPS[1]] == (0.0, f"same text as {GROUPS[0]}")
+    assert terms[GROUPS[0]][0] == 1.0
