@@ -25,7 +25,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import attrs
 
@@ -43,7 +43,6 @@ from bench.report import Row, Target
 from bench.timing import percentile
 from callsbot.clock import SystemClock
 from callsbot.config import Settings
-from callsbot.dashboard.service import Dashboard
 from callsbot.extract import extract
 from callsbot.market.gate import open_market
 from callsbot.metrics import Metrics
@@ -177,8 +176,8 @@ async def _run(
             web_cpu = await _web_cpu(served) - web_before
             await asyncio.sleep(0.5)  # the last frames reach the clients
             events = _sent(metrics) - sent_before
-            if served is not None and served.dashboard is not None and proc is not None:
-                await served.host.hosted(_closer(served.dashboard))
+            if served is not None and proc is not None:
+                await served.on_dashboard(lambda dashboard: dashboard.broadcaster.close())
                 out, _ = await asyncio.wait_for(proc.communicate(), 60)
                 result = json.loads(out)
                 samples = [lat for at, lat in result["samples"] if at >= started]
@@ -198,20 +197,7 @@ async def _web_cpu(served: Served | None) -> float:
     """CPU seconds the web thread has used so far (0 without one)."""
     if served is None:
         return 0.0
-
-    async def thread_cpu() -> float:
-        return time.thread_time()
-
-    return await served.host.hosted(thread_cpu)
-
-
-def _closer(dashboard: Dashboard) -> Callable[[], Awaitable[None]]:
-    """Ends every stream, on the dashboard's own loop."""
-
-    async def close() -> None:
-        dashboard.broadcaster.close()
-
-    return close
+    return await served.on_dashboard(lambda _: time.thread_time())
 
 
 def _sent(metrics: Metrics) -> int:

@@ -108,21 +108,8 @@ class VoteTracker:
             for chat_id, name in self._monitored().items():
                 self._book.learn(chat_id, name)
         ref = event.ref
-        fp = fingerprint(event.text) if event.text else None
         before = self._book.group_vote(event.token, ref.group)
-        self._book.add(
-            Mention(
-                ts=ref.ts,
-                group=ref.group,
-                token=event.token,
-                chat_id=ref.chat_id,
-                message_id=ref.message_id,
-                sender_id=event.sender_id,
-                forward=event.forward,
-                sha1=None if fp is None else fp.sha1,
-                simhash=None if fp is None else fp.simhash,
-            )
-        )
+        self._book.add(mention_of(event))
         after = self._book.group_vote(event.token, ref.group)
         if after.kind == OWN and before.kind == OWN:
             return
@@ -132,6 +119,24 @@ class VoteTracker:
             # The group then counts as its own call: the deployed rule, never a lost mention.
             self._metrics.store_errors.labels(op="put_vote").inc()
             log.warning("votes: %s's vote on %s not written: %s", ref.group, event.token, exc)
+
+
+def mention_of(event: MentionRecorded) -> Mention:
+    """The independence rules' record of a recorded mention (fingerprints from its text), as
+    the history's mention log reads it back."""
+    fp = fingerprint(event.text) if event.text else None
+    ref = event.ref
+    return Mention(
+        ts=ref.ts,
+        group=ref.group,
+        token=event.token,
+        chat_id=ref.chat_id,
+        message_id=ref.message_id,
+        sender_id=event.sender_id,
+        forward=event.forward,
+        sha1=None if fp is None else fp.sha1,
+        simhash=None if fp is None else fp.simhash,
+    )
 
 
 def subscribe_standard(

@@ -63,6 +63,11 @@ class Closing:
         await self.aclose()
 
 
+#: How long code on another loop waits for the home loop by default: long enough for a busy
+#: loop, short enough that a stuck one is reported (``/healthz``, the dashboard's refresh).
+HOME_WITHIN_SECONDS = 5.0
+
+
 class HomeTimeout(Exception):
     """The home loop did not answer in time (it is blocked, or stopping)."""
 

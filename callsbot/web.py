@@ -31,7 +31,7 @@ from callsbot.config import env_name, is_loopback
 from callsbot.errors import ConfigError, StoreError
 from callsbot.metrics import Metrics
 from callsbot.store.base import MentionWindow
-from callsbot.tasks import Home, HomeTimeout
+from callsbot.tasks import HOME_WITHIN_SECONDS, Home, HomeTimeout
 
 log = logging.getLogger("callsbot.web")
 
@@ -64,9 +64,6 @@ SECURITY_HEADERS = {
 }
 #: Views that answer without a token: liveness says nothing but "ok".
 PUBLIC_PATHS = frozenset({"/healthz"})
-#: How long the home loop (where the services and the store live) has to answer a view. The
-#: server may run on a loop of its own: a home loop blocked this long is not alive.
-HOME_TIMEOUT_SECONDS = 5.0
 
 
 @attrs.define(eq=False)
@@ -92,7 +89,7 @@ class WebContext:
     token: str | None = attrs.field(default=None, repr=False)
     extensions: Sequence[Extension] = ()
     home: Home = attrs.Factory(Home)
-    home_within: float = HOME_TIMEOUT_SECONDS
+    home_within: float = HOME_WITHIN_SECONDS
 
 
 CONTEXT: web.AppKey[WebContext] = web.AppKey("context")
@@ -152,8 +149,8 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the home event loop answers (within :data:`HOME_TIMEOUT_SECONDS`). No
-    dependency is checked."""
+    """Liveness: the home event loop answers within the context's ``home_within`` seconds.
+    No dependency is checked."""
     ctx = request.app[CONTEXT]
     try:
         await ctx.home.call(lambda: None, within=ctx.home_within)

@@ -3,7 +3,7 @@ reputation, and the scorer's line, over memory and a real Redis (split processes
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import attrs
 import pytest
@@ -21,7 +21,6 @@ from callsbot.scorer import Scorer
 from callsbot.sources.cielo import PollResult
 from callsbot.store.base import SignalStore
 from callsbot.store.memory import MemoryStore
-from tests.conftest import make_redis_store
 from tests.test_scorer import FixedMarket, snapshot, valid
 from tests.tg import mint
 
@@ -49,17 +48,6 @@ class OneBuy:
 
     async def handled(self, buys: Sequence[Buy]) -> None:
         return None
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[SignalStore]:
-    clock.set(T0)
-    if request.param == "memory":
-        yield MemoryStore(window=3600, clock=clock)
-        return
-    redis = make_redis_store(request.getfixturevalue("redis_url"), clock)
-    yield redis
-    await redis.aclose()
 
 
 def scorer(store: SignalStore, clock: FakeClock, consensus: ConsensusSettings) -> Scorer:

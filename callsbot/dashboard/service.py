@@ -28,14 +28,11 @@ from callsbot.dashboard.stream import Broadcaster
 from callsbot.errors import StoreError
 from callsbot.events import Event
 from callsbot.store.base import MentionWindow
-from callsbot.tasks import Home, HomeTimeout, wait_stop
+from callsbot.tasks import HOME_WITHIN_SECONDS, Home, HomeTimeout, wait_stop
 
 log = logging.getLogger("callsbot.dashboard")
 
 Sleep = Callable[[float], Awaitable[None]]
-#: How long the window store, the readiness reasons and the providers have to answer from the
-#: home loop before this refresh does without them.
-HOME_TIMEOUT_SECONDS = 5.0
 
 
 @attrs.frozen
@@ -172,7 +169,7 @@ class Dashboard:
         if self._window is None:
             return
         try:
-            calls = await self._home.run(self._window.snapshot, within=HOME_TIMEOUT_SECONDS)
+            calls = await self._home.run(self._window.snapshot, within=HOME_WITHIN_SECONDS)
         except (StoreError, HomeTimeout) as exc:
             log.warning("dashboard: store unreachable, starting empty: %s", exc)
             return
@@ -184,7 +181,7 @@ class Dashboard:
         health = self._sources.health
         if health is not None:
             try:
-                reasons = await self._home.call(lambda: list(health()), within=HOME_TIMEOUT_SECONDS)
+                reasons = await self._home.call(lambda: list(health()), within=HOME_WITHIN_SECONDS)
             except HomeTimeout as exc:
                 reasons = [f"event loop not answering: {exc}"]
             self.publish(self.state.set_health(reasons))
@@ -211,7 +208,7 @@ class Dashboard:
 
     async def _ask(self, name: str, ask: Callable[[], Awaitable[Any]]) -> Any:
         try:
-            result = await self._home.run(ask, within=HOME_TIMEOUT_SECONDS)
+            result = await self._home.run(ask, within=HOME_WITHIN_SECONDS)
         except Exception as exc:
             # A provider is another part's data: its failure keeps the panel's last values.
             if name not in self._provider_failures:

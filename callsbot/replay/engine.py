@@ -54,8 +54,7 @@ from callsbot.models import Buy
 from callsbot.replay.labels import RunLabels
 from callsbot.replay.market import CandleGate, RecordedMarket
 from callsbot.replay.tape import Gate, Tape, TapeMessage
-from callsbot.reputation.fingerprint import fingerprint
-from callsbot.reputation.inputs import MemoryMentionLog, Mention
+from callsbot.reputation.inputs import MemoryMentionLog
 from callsbot.reputation_job import ReputationJob
 from callsbot.runtime import roles
 from callsbot.scorer import AGGREGATOR_ROLE, Scored
@@ -63,7 +62,7 @@ from callsbot.sinks.base import AlertSink
 from callsbot.sources.cielo import PollResult
 from callsbot.store import SignalStore
 from callsbot.store.memory import MemoryStore
-from callsbot.subscribers import subscribe_standard
+from callsbot.subscribers import mention_of, subscribe_standard
 
 #: Seconds between retries of candidates whose market data was unknown (the live retry loop
 #: backs off from 1 s to this).
@@ -116,24 +115,6 @@ class RunResult:
     scored: dict[str, Scored] = attrs.field(factory=dict, eq=False)
     seconds: float = attrs.field(default=0.0, eq=False)
     cpu_seconds: float = attrs.field(default=0.0, eq=False)
-
-
-def mention_of(event: MentionRecorded) -> Mention:
-    """The mention log's record of a recorded mention, as the history's log reads it back
-    (:class:`~callsbot.history.mention_log.HistoryMentionLog`: fingerprints from the text)."""
-    fp = fingerprint(event.text) if event.text else None
-    ref = event.ref
-    return Mention(
-        ts=float(ref.ts),
-        group=ref.group,
-        token=event.token,
-        chat_id=ref.chat_id,
-        message_id=ref.message_id,
-        sender_id=event.sender_id,
-        forward=event.forward,
-        sha1=None if fp is None else fp.sha1,
-        simhash=None if fp is None else fp.simhash,
-    )
 
 
 @attrs.define

@@ -9,7 +9,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +60,6 @@ def day_of_candles(event: int) -> list[Candle]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(float(NOW))
-
-
-@pytest.fixture
-async def gecko(clock: FakeClock) -> AsyncIterator[FakeGeckoTerminal]:
-    async with FakeGeckoTerminal(clock=clock) as server:
-        yield server
 
 
 async def run(

@@ -31,17 +31,6 @@ from tests.outcomes.rig import (
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(float(T))
-
-
-@pytest.fixture
-async def gecko(clock: FakeClock) -> AsyncIterator[FakeGeckoTerminal]:
-    async with FakeGeckoTerminal(clock=clock) as server:
-        yield server
-
-
-@pytest.fixture
 async def bot() -> AsyncIterator[FakeTelegramBot]:
     server = await FakeTelegramBot().start()
     yield server

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,17 +22,6 @@ from callsbot.store.memory import MemoryStore
 from callsbot.testing.dexscreener import ClockSleep
 from callsbot.testing.geckoterminal import FakeGeckoTerminal
 from tests.outcomes.rig import MINT, POOL, T, alert, day_of_candles, level, mention, verdict
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(float(T))
-
-
-@pytest.fixture
-async def gecko(clock: FakeClock) -> AsyncIterator[FakeGeckoTerminal]:
-    async with FakeGeckoTerminal(clock=clock) as server:
-        yield server
 
 
 def parts_for(settings: Settings, clock: FakeClock) -> roles.Parts:

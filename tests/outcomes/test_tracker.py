@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import attrs
@@ -32,17 +31,6 @@ from tests.outcomes.rig import (
     truth,
     verdict,
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(float(T))
-
-
-@pytest.fixture
-async def gecko(clock: FakeClock) -> AsyncIterator[FakeGeckoTerminal]:
-    async with FakeGeckoTerminal(clock=clock) as server:
-        yield server
 
 
 async def test_newest_first_rows_with_gaps_and_a_duplicated_candle(
