@@ -156,6 +156,7 @@ class SQLHistory(HistoryStore):
                 self._url, connect_args={"timeout": connect_timeout}
             )
             sa.event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self._engine.sync_engine, "invalidate", _roll_back_invalidated)
             self._insert: Callable[[sa.Table], Any] = sqlite.insert
         else:
             self._engine = create_async_engine(
@@ -394,6 +395,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _roll_back_invalidated(dbapi_connection: Any, _record: Any, _exception: Any) -> None:
+    # A statement cut off by a cancellation (a shutdown's grace running out, a pruner stopped)
+    # invalidates its connection, which SQLAlchemy then closes without a rollback. The cut-off
+    # statement's cursor outlives the close, and SQLite keeps a connection with an unfinalised
+    # statement as a "zombie" that holds its write lock: every later write of the process
+    # failed "database is locked". A rollback first releases the lock; aiosqlite runs it after
+    # the cut-off statement, in order, even if this await is cancelled in turn.
+    with contextlib.suppress(Exception):
+        dbapi_connection.rollback()
 
 
 def open_history(settings: HistorySettings) -> SQLHistory:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 import attrs
@@ -121,6 +122,29 @@ class TestHistoryContract:
         assert row["text"] is None
         assert row["text_sha1"] == fp.sha1
         assert to_unsigned(row["text_simhash"]) == fp.simhash
+
+    async def test_a_write_cut_off_by_a_cancellation_never_blocks_the_next(
+        self, history_url: str
+    ) -> None:
+        # A shutdown's grace running out cancels a write mid-statement. On SQLite that left the
+        # connection holding the database's write lock, and every later write of the process
+        # failed "database is locked" (after the busy timeout, here 2 s).
+        history = SQLHistory(history_url, connect_timeout=2)
+        await history.upgrade()
+        try:
+            for cut in range(40):  # cancelled after `cut` turns of the loop: every stage of it
+                batch = [f.mention(i, at=f.T0 + i) for i in range(cut * 150, cut * 150 + 150)]
+                writing = asyncio.create_task(history.record(batch))
+                for _ in range(cut):
+                    await asyncio.sleep(0)
+                writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
+                await history.record([f.mention(100_000 + cut, at=f.T0)])
+            counts = await history.counts()
+            assert 40 <= counts["mentions"] <= 40 * 151
+        finally:
+            await history.aclose()
 
     async def test_schema_newer_than_the_code_is_a_config_error(self, history: SQLHistory) -> None:
         async with history.engine.begin() as conn:
