@@ -34,6 +34,7 @@ from callsbot.replay.tape import Observation, Outage, PricePath, Resolution
 #: The volume window of the approximate gate (DexScreener's ``volume.h24``).
 DAY = 86400
 HOUR = 3600
+_OUTAGE = "market data unavailable (recorded outage)"
 
 
 class _Timeline:
@@ -130,7 +131,7 @@ class RecordedMarket:
         down = self._down(now)
         for token in dict.fromkeys(tokens):
             if down:
-                out[token] = unknown(token, "market data unavailable (recorded outage)")
+                out[token] = unknown(token, _OUTAGE)
                 continue
             line = self._tokens.get((chain, token)) or self._tokens.get((chain, address_key(token)))
             obs = line.at(now) if line is not None else None
@@ -160,7 +161,7 @@ class RecordedMarket:
         """
         now = self._clock.time()
         if self._down(now):
-            raise MarketUnavailable("market data unavailable (recorded outage)")
+            raise MarketUnavailable(_OUTAGE)
         out: dict[str, str | None] = {}
         for pair in dict.fromkeys(pairs):
             line = self._pairs.get((chain.lower(), address_key(pair)))
@@ -176,7 +177,7 @@ class RecordedMarket:
         """
         now = self._clock.time()
         if self._down(now):
-            raise MarketUnavailable("market data unavailable (recorded outage)")
+            raise MarketUnavailable(_OUTAGE)
         out: dict[str, str | None] = {}
         for token in dict.fromkeys(tokens):
             seen = [

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from callsbot.models import ForwardHeader
 from callsbot.reputation.fingerprint import fingerprint
 from callsbot.reputation.inputs import Label, MemoryLabels, MemoryMentionLog, Mention
 
+_T = TypeVar("_T")
 _FORWARD_KEYS = ("origin_peer", "origin_name", "origin_message_id", "origin_date")
 
 
@@ -159,6 +160,16 @@ def _lines(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         raise MentionFileError(f"{path}: {exc.strerror or exc}") from None
 
 
+def _read(path: Path, parse: Callable[[dict[str, Any]], _T]) -> list[_T]:
+    out: list[_T] = []
+    for number, raw in _lines(path):
+        try:
+            out.append(parse(raw))
+        except ValueError as exc:
+            raise MentionFileError(f"{path}:{number}: {exc}") from None
+    return out
+
+
 class JsonlMentionLog(MemoryMentionLog):
     """A :class:`~callsbot.reputation.inputs.MentionLog` read from a JSONL file."""
 
@@ -169,14 +180,7 @@ class JsonlMentionLog(MemoryMentionLog):
         Raises:
             MentionFileError: unreadable file or line (with its number).
         """
-        path = Path(path)
-        mentions: list[Mention] = []
-        for number, raw in _lines(path):
-            try:
-                mentions.append(mention_from_json(raw))
-            except ValueError as exc:
-                raise MentionFileError(f"{path}:{number}: {exc}") from None
-        return cls(mentions)
+        return cls(_read(Path(path), mention_from_json))
 
     @property
     def latest(self) -> float | None:
@@ -194,14 +198,7 @@ class JsonlLabels(MemoryLabels):
         Raises:
             MentionFileError: unreadable file or line (with its number).
         """
-        path = Path(path)
-        labels: list[Label] = []
-        for number, raw in _lines(path):
-            try:
-                labels.append(label_from_json(raw))
-            except ValueError as exc:
-                raise MentionFileError(f"{path}:{number}: {exc}") from None
-        return cls(labels)
+        return cls(_read(Path(path), label_from_json))
 
 
 def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
