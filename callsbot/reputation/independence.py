@@ -25,11 +25,12 @@ docs/consensus.md records every choice the method left open.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import statistics
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -183,8 +184,7 @@ class VoteBook:
             self._monitored.setdefault(m.chat_id, m.group)
         self._prune(m.ts)
         seen = self._seen.setdefault(m.token, deque())
-        earlier = [s for s in seen if s.ts <= m.ts and s.group != m.group]
-        vote, value = self._decide(m, earlier)
+        vote, value = self._decide(m, seen)
         seen.append(_Seen(m.ts, m.group, m.sha1, m.simhash, m.sender_id, vote.voter, value))
         self._order.append((m.ts, m.token))
         key = (m.token, m.group)
@@ -200,7 +200,7 @@ class VoteBook:
         best = self._best.get((token, group))
         return own_vote(group) if best is None else best[0]
 
-    def _decide(self, m: Mention, earlier: Sequence[_Seen]) -> tuple[AtOnceVote, float]:
+    def _decide(self, m: Mention, seen: Iterable[_Seen]) -> tuple[AtOnceVote, float]:
         channel: str | None = None
         fwd = m.forward
         if fwd is not None and fwd.origin_peer != m.chat_id:
@@ -211,19 +211,26 @@ class VoteBook:
                 channel = f"channel:{fwd.origin_peer}"
             elif origin is None and fwd.origin_name:
                 channel = f"hidden:{fwd.origin_name}"
-        if channel is not None:
-            first = next((s for s in earlier if s.voter == channel and s.value > 0), None)
-            if first is not None:
-                return AtOnceVote(CHANNEL, channel, first.group), 0.0
-        for s in earlier:
-            # Only texts that counted: a group repeating its own call after a copy-cat copied
-            # it is not a copy of the copy.
-            if s.value > 0 and m.ts - s.ts <= TEXT_WINDOW_SECONDS and _same_text(m, s):
-                return AtOnceVote(SAME_TEXT, m.group, s.group), 0.0
-        if m.sender_id is not None:
-            for s in earlier:
-                if s.sender_id == m.sender_id and s.value > 0:
-                    return AtOnceVote(SAME_SENDER, m.group, s.group), 0.0
+        # One pass over the token's earlier messages of other groups that counted (a group
+        # repeating its own call after a copy-cat copied it is not a copy of the copy). The
+        # first match of each rule wins; the rules rank channel, then text, then sender.
+        text: _Seen | None = None
+        sender: _Seen | None = None
+        for s in seen:
+            if not s.value > 0 or s.ts > m.ts or s.group == m.group:
+                continue
+            if channel is not None and s.voter == channel:
+                return AtOnceVote(CHANNEL, channel, s.group), 0.0
+            if text is None and m.ts - s.ts <= TEXT_WINDOW_SECONDS and _same_text(m, s):
+                text = s
+                if channel is None:
+                    break  # nothing later in the pass could outrank it
+            elif sender is None and m.sender_id is not None and s.sender_id == m.sender_id:
+                sender = s
+        if text is not None:
+            return AtOnceVote(SAME_TEXT, m.group, text.group), 0.0
+        if sender is not None:
+            return AtOnceVote(SAME_SENDER, m.group, sender.group), 0.0
         if channel is not None:
             return AtOnceVote(CHANNEL, channel), 1.0
         return own_vote(m.group), 1.0
@@ -530,20 +537,40 @@ def _null_follows(
     rules: CopyRules,
 ) -> float:
     """Mean weighted follows of ``follower`` after ``leader``'s timeline shifted circularly."""
-    shared = [(leader[t] - since, follower[t], rarity[t]) for t in leader.keys() & follower.keys()]
     if period <= 2 * rules.min_shift_seconds:
         return math.inf  # too short a period to shift by an hour: no evidence of copying
+    # A shared token follows in a shifted timeline when the leader's call, moved by `shift`
+    # around the period, lands in [the follower's call - follow_seconds, the follower's call)
+    # (not before the period's start). The shifts that do that are one arc of the circle per
+    # token; with the arcs sorted by start, each shift finds its tokens by bisection instead of
+    # visiting every shared token.
+    follow = rules.follow_seconds
+    arcs: list[tuple[float, float]] = []  # (start, rarity) of arcs follow_seconds long
+    short: list[tuple[float, float, float]] = []  # (start, length, rarity): cut by the start
+    for token in leader.keys() & follower.keys():
+        offset, due = leader[token] - since, follower[token] - since
+        if due >= follow:
+            arcs.append(((due - follow - offset) % period, rarity[token]))
+        else:
+            short.append((-offset % period, due, rarity[token]))
+    arcs.sort()
+    starts = [a for a, _ in arcs]
     # One generator per pair, seeded by the pair's names: the answer does not depend on the
     # order pairs are visited in, nor on which other groups exist.
     rng = random.Random(f"{rules.seed}|{pair[0]}|{pair[1]}")
-    total = 0.0
+    hits: list[float] = []
     for _ in range(rules.shuffles):
         shift = rng.uniform(rules.min_shift_seconds, period - rules.min_shift_seconds)
-        for offset, tb, r in shared:
-            lag = tb - (since + (offset + shift) % period)
-            if 0 < lag <= rules.follow_seconds:
-                total += r
-    return total / rules.shuffles
+        # Arcs holding `shift` start in (shift - follow, shift], around the circle.
+        top = bisect.bisect_right(starts, shift)
+        if shift - follow >= 0:
+            hits.extend(r for _, r in arcs[bisect.bisect_right(starts, shift - follow) : top])
+        else:
+            hits.extend(r for _, r in arcs[:top])
+            hits.extend(r for _, r in arcs[bisect.bisect_right(starts, shift - follow + period) :])
+        hits.extend(r for start, length, r in short if (shift - start) % period < length)
+    # fsum: the exactly rounded sum, whatever order the tokens came in.
+    return math.fsum(hits) / rules.shuffles
 
 
 def _components(edges: Iterable[tuple[str, str]]) -> tuple[tuple[str, ...], ...]:

@@ -24,6 +24,7 @@ from callsbot.reputation.independence import (
     AtOnceVote,
     CopyRules,
     VoteBook,
+    _null_follows,
     copy_model,
     message_votes,
 )
@@ -309,3 +310,165 @@ def test_copy_relations_are_one_way_and_mirrors_are_mutual(
             assert verdicts[(b, a)] == MUTUAL
             assert (a, b) not in copies
     assert copy_model(list(reversed(mentions)), at=AT, rules=CopyRules(min_follows=2)) == model
+
+
+def _reference_votes(mentions: list[Mention], monitored: dict[int, str]) -> list[AtOnceVote]:
+    """The at-once rules as outcomes.md states them, one list per message (no book, no pruning:
+    every message here is within a day of the others)."""
+    known = dict(monitored)
+    out: list[tuple[Mention, AtOnceVote, float]] = []
+    for m in mentions:
+        if m.chat_id is not None:
+            known.setdefault(m.chat_id, m.group)
+        earlier = [
+            (e, v, value)
+            for e, v, value in out
+            if e.token == m.token and e.ts <= m.ts and e.group != m.group and value > 0
+        ]
+        vote: AtOnceVote | None = None
+        channel = None
+        fwd = m.forward
+        if fwd is not None and fwd.origin_peer != m.chat_id:
+            origin = known.get(fwd.origin_peer) if fwd.origin_peer is not None else None
+            if origin is not None and origin != m.group:
+                vote = AtOnceVote(FORWARD, origin, origin)
+            elif origin is None and fwd.origin_peer is not None:
+                channel = f"channel:{fwd.origin_peer}"
+            elif origin is None and fwd.origin_name:
+                channel = f"hidden:{fwd.origin_name}"
+        if vote is None and channel is not None:
+            firsts = [e.group for e, v, _ in earlier if v.voter == channel]
+            vote = AtOnceVote(CHANNEL, channel, firsts[0]) if firsts else None
+        if vote is None:
+            texts = [
+                e.group
+                for e, _, _ in earlier
+                if (m.sha1 is not None and m.sha1 == e.sha1)
+                or (
+                    m.simhash is not None
+                    and e.simhash is not None
+                    and bin(m.simhash ^ e.simhash).count("1") <= 3
+                )
+            ]
+            senders = [
+                e.group
+                for e, _, _ in earlier
+                if m.sender_id is not None and e.sender_id == m.sender_id
+            ]
+            if texts:
+                vote = AtOnceVote(SAME_TEXT, m.group, texts[0])
+            elif senders:
+                vote = AtOnceVote(SAME_SENDER, m.group, senders[0])
+        if vote is None:
+            vote = AtOnceVote(CHANNEL, channel) if channel else AtOnceVote(OWN, m.group)
+            out.append((m, vote, 1.0))
+        else:
+            out.append((m, vote, 0.0))
+    return [v for _, v, _ in out]
+
+
+_TEXTS = [TEXT, TEXT + "!", "completely different words about another launch today", None]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),  # group (chat -1 … -4)
+            st.integers(0, 1),  # token
+            st.integers(0, 600),  # seconds after the previous message
+            st.sampled_from(_TEXTS),
+            st.one_of(st.none(), st.integers(1, 3)),  # sender
+            st.sampled_from([None, -1, -2, -900, "hidden"]),  # forwarded from
+        ),
+        max_size=40,
+    )
+)
+def test_the_book_decides_every_message_as_the_rules_say(
+    rows: list[tuple[int, int, int, str | None, int | None, int | str | None]],
+) -> None:
+    mentions: list[Mention] = []
+    ts = T0
+    for group, token, gap, text, sender, origin in rows:
+        ts += gap
+        fp = fingerprint(text) if text else None
+        forward = None
+        if origin == "hidden":
+            forward = ForwardHeader(origin_name="Alpha Leaks")
+        elif isinstance(origin, int):
+            forward = ForwardHeader(origin_peer=origin)
+        mentions.append(
+            Mention(
+                ts,
+                f"@g{group}",
+                f"T{token}",
+                -group - 1,
+                len(mentions),
+                sender_id=sender,
+                forward=forward,
+                sha1=None if fp is None else fp.sha1,
+                simhash=None if fp is None else fp.simhash,
+            )
+        )
+    book = VoteBook({-1: "@g0", -2: "@g1"})
+    assert [book.add(m).vote for m in mentions] == _reference_votes(
+        mentions, {-1: "@g0", -2: "@g1"}
+    )
+
+
+def _reference_null_follows(
+    leader: dict[str, float],
+    follower: dict[str, float],
+    rarity: dict[str, float],
+    since: float,
+    period: float,
+    pair: tuple[str, str],
+    rules: CopyRules,
+) -> float:
+    """outcomes.md's null model read literally: shift the leader's timeline around the period,
+    count the follower's calls 0 < lag <= follow_seconds after it, average over the shifts."""
+    rng = random.Random(f"{rules.seed}|{pair[0]}|{pair[1]}")
+    total = 0.0
+    for _ in range(rules.shuffles):
+        shift = rng.uniform(rules.min_shift_seconds, period - rules.min_shift_seconds)
+        for token in sorted(leader.keys() & follower.keys()):
+            moved = since + (leader[token] - since + shift) % period
+            if 0 < follower[token] - moved <= rules.follow_seconds:
+                total += rarity[token]
+    return total / rules.shuffles
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([7300.0, 86400.0, 30 * 86400.0]),
+    st.sampled_from([3600.0, 0.0, 300.0]),  # smallest shift: below follow_seconds the arcs wrap
+    st.lists(
+        st.tuples(
+            st.one_of(st.floats(0, 1), st.integers(0, 700).map(float)),  # leader (share / s)
+            st.one_of(  # follower: a lag after the leader, or anywhere (even the period's start)
+                st.sampled_from([0.0, 1.0, 599.0, 600.0, 601.0, -5.0, 3600.0]),
+                st.integers(0, 700).map(lambda s: complex(0, s)),
+            ),
+            st.integers(1, 5),  # callers of the token
+        ),
+        max_size=60,
+    ),
+    st.integers(0, 10**6),  # the pair's name, which seeds its shifts
+)
+def test_the_null_model_counts_what_shifting_the_leader_counts(
+    period: float, min_shift: float, rows: list[tuple[float, float | complex, int]], name: int
+) -> None:
+    since = 1_700_000_000.5
+    leader, follower, rarity = {}, {}, {}
+    for i, (at, then, callers) in enumerate(rows):
+        token = f"T{i}"
+        leader[token] = since + (at * (period - 1) if at <= 1 else at)
+        # A complex `then` is a follower call at that second of the period, whoever called first.
+        due = then.imag if isinstance(then, complex) else leader[token] - since + then
+        follower[token] = since + min(period - 1, max(0.0, due))
+        rarity[token] = 1 / callers
+    rules = CopyRules(min_shift_seconds=min_shift)
+    pair = (f"@a{name}", "@b")
+    got = _null_follows(leader, follower, rarity, since, period, pair, rules)
+    want = _reference_null_follows(leader, follower, rarity, since, period, pair, rules)
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
