@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -66,3 +68,17 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterat
     redis = make_redis_store(request.getfixturevalue("redis_url"), clock)
     yield redis
     await redis.aclose()
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every socket connection attempt fails the test (and is listed)."""
+    tried: list[Any] = []
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        tried.append(address)
+        raise AssertionError(f"tried to connect to {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return tried

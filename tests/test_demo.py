@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -93,24 +92,14 @@ async def test_demo_over_redis_gives_the_same_alerts_twice_in_a_row(redis_url: s
         assert text.count("──── reply to the $") == 10  # follow-up claims are the run's own
 
 
-async def test_the_session_plays_on_the_engine_without_a_socket(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    tried: list[object] = []
-
-    def refuse(self: socket.socket, address: object) -> None:
-        tried.append(address)
-        raise AssertionError(f"the demo's session tried to connect to {address!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+async def test_the_session_plays_on_the_engine_without_a_socket(no_network: list[object]) -> None:
     async with open_demo(Settings(), out=io.StringIO(), quiet=True) as demo:
         while await demo.step():
             pass
         text = await demo.finish()
     # Market data and the feed come from the recording, in-process.
     assert summary_line(text, "alerts") == ALERTS
-    assert tried == []
+    assert no_network == []
 
 
 async def test_the_served_demo_is_ready_while_it_plays() -> None:

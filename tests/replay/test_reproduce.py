@@ -10,7 +10,6 @@ Nothing may open a socket while the engine plays.
 from __future__ import annotations
 
 import io
-import socket
 from typing import Any
 
 import pytest
@@ -32,20 +31,6 @@ def live() -> LiveRun:
     import asyncio
 
     return asyncio.run(live_run(load_session()))
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every socket connection attempt fails the test (and is listed)."""
-    tried: list[Any] = []
-
-    def refuse(self: socket.socket, address: Any) -> None:
-        tried.append(address)
-        raise AssertionError(f"the replay tried to connect to {address!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return tried
 
 
 def test_the_live_style_run_alerts_as_the_demo_does(live: LiveRun) -> None:
